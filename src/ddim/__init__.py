@@ -1,0 +1,31 @@
+"""ddim: fast, trustworthy diffusion sampling (DDPM and DDIM, inversion), in PyTorch.
+
+The public contract (DESIGN.md section 3)::
+
+    sched = ddim.NoiseSchedule.linear(1000)
+    ts = ddim.timesteps(1000, 50, spacing="uniform")
+    x0 = ddim.sample(model, sched, x_T, steps=50, eta=0.0)
+    x_T = ddim.invert(model, sched, x0, steps=50)
+"""
+
+from . import analytic, metrics
+from .prediction import PREDICTIONS
+from .sampling import INVERSION_METHODS, METHODS, invert, sample
+from .schedule import NoiseSchedule
+from .timesteps import SPACINGS, timesteps
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NoiseSchedule",
+    "timesteps",
+    "sample",
+    "invert",
+    "METHODS",
+    "SPACINGS",
+    "INVERSION_METHODS",
+    "PREDICTIONS",
+    "analytic",
+    "metrics",
+    "__version__",
+]

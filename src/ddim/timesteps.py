@@ -1,0 +1,72 @@
+"""Timestep grids tau: which S of the T training steps a sampler visits (the only home of spacing).
+
+Every grid returned here is a strictly decreasing LongTensor of exactly S distinct steps in
+0..T-1, for every S in 1..T. After the last visited step a sampler goes to alpha-bar = 1.
+
+- "uniform":   tau_i = i * (T // S), i = 0..S-1 (DDIM paper sec. 5, ``range(0, T, T // S)``).
+- "quadratic": tau_i = floor((i / (S - 1) * sqrt(0.8 T))^2) (the paper's CIFAR10 grid), with
+               collisions pushed apart so that no step repeats (the official code's grid has only
+               49 distinct steps at S = 50).
+- "linspace":  round(linspace(T - 1, 0, S)): both ends visited; S = 1 gives [T - 1].
+- "trailing":  round(T - i * T / S) - 1, i = 0..S-1: starts at T - 1 (Lin et al. 2023, Table 2);
+               exactly S steps (diffusers' version gives S + 1 steps ending at -1 for some S).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["SPACINGS", "timesteps", "check_timesteps"]
+
+SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing")
+
+
+def timesteps(T: int, S: int, spacing: str = "uniform") -> Tensor:
+    """The decreasing grid of S steps out of T for ``spacing`` (one of ``ddim.SPACINGS``)."""
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"T (training steps) must be a positive integer, got {T!r}")
+    if isinstance(S, bool) or not isinstance(S, (int, np.integer)) or not 1 <= S <= T:
+        raise ValueError(f"steps must be an integer in 1..{T} (the model's training steps), got {S!r}")
+    T, S = int(T), int(S)
+    if spacing == "uniform":
+        ascending = np.arange(S) * (T // S)
+    elif spacing == "quadratic":
+        ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
+    elif spacing == "linspace":
+        ascending = np.round(np.linspace(T - 1, 0, S))[::-1].astype(np.int64)
+    elif spacing == "trailing":
+        ascending = (np.round(T - np.arange(S) * (T / S)).astype(np.int64) - 1)[::-1]
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    return torch.from_numpy(ascending[::-1].copy()).long()
+
+
+def _spread(ascending: np.ndarray, T: int) -> np.ndarray:
+    """Make a non-decreasing integer grid strictly increasing inside 0..T-1, moving steps minimally."""
+    out = ascending.copy()
+    for i in range(1, len(out)):  # push collisions up
+        out[i] = max(out[i], out[i - 1] + 1)
+    out[-1] = min(out[-1], T - 1)
+    for i in range(len(out) - 2, -1, -1):  # and back down where the top overflowed
+        out[i] = min(out[i], out[i + 1] - 1)
+    return out
+
+
+def check_timesteps(grid: Sequence[int] | Tensor, T: int) -> Tensor:
+    """Validate a user-given grid (strictly decreasing, in 0..T-1) and return it as a LongTensor."""
+    tau = torch.as_tensor(grid).flatten()
+    if tau.numel() < 1:
+        raise ValueError("the timestep grid is empty; give at least one step")
+    if tau.is_floating_point():
+        if not torch.equal(tau, tau.round()):
+            raise ValueError("timesteps must be integer training-step indices")
+    tau = tau.long().cpu()
+    if tau.min() < 0 or tau.max() >= T:
+        raise ValueError(f"timesteps must lie in 0..{T - 1}, got {tau.min().item()}..{tau.max().item()}")
+    if tau.numel() > 1 and not (tau[1:] < tau[:-1]).all():
+        raise ValueError("timesteps must be strictly decreasing (noisiest first) with no repeats")
+    return tau

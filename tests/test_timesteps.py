@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+import ddim
+
+
+@pytest.mark.parametrize("spacing", ddim.SPACINGS)
+def test_every_grid_has_exactly_S_distinct_decreasing_in_range_steps(spacing):
+    T = 1000
+    for S in range(1, T + 1):
+        tau = ddim.timesteps(T, S, spacing)
+        assert tau.dtype == torch.long and tau.shape == (S,), (spacing, S)
+        assert tau.min() >= 0 and tau.max() <= T - 1, (spacing, S)
+        assert (tau[1:] < tau[:-1]).all(), (spacing, S)
+    assert ddim.timesteps(T, T, spacing).tolist() == list(range(T - 1, -1, -1))
+
+
+@pytest.mark.parametrize("spacing", ddim.SPACINGS)
+def test_small_T(spacing):
+    for T in range(1, 12):
+        for S in range(1, T + 1):
+            tau = ddim.timesteps(T, S, spacing)
+            assert len(set(tau.tolist())) == S and tau.min() >= 0 and tau.max() < T
+
+
+def test_uniform_is_the_ddim_paper_range():
+    for S in (1, 10, 20, 30, 50, 100, 333, 1000):
+        assert ddim.timesteps(1000, S, "uniform").tolist() == list(range(0, 1000, 1000 // S))[:S][::-1]
+    # the paper's range() gives 31 steps for S = 30; we give exactly 30
+    assert len(range(0, 1000, 1000 // 30)) == 31 and len(ddim.timesteps(1000, 30)) == 30
+
+
+def test_quadratic_is_the_papers_grid_without_repeats():
+    paper = lambda S: [int(s) for s in np.linspace(0, np.sqrt(800), S) ** 2]  # noqa: E731
+    for S in (10, 20):  # no repeats there: identical to the official grid
+        assert ddim.timesteps(1000, S, "quadratic").tolist() == paper(S)[::-1]
+    assert len(set(paper(50))) == 49  # the official grid wastes a model call at S = 50
+    tau = ddim.timesteps(1000, 50, "quadratic")
+    assert len(set(tau.tolist())) == 50 and tau[0] == 800
+
+
+def test_trailing_starts_at_T_minus_1_and_has_S_steps_where_diffusers_has_S_plus_1():
+    for S in (61, 103, 121):
+        diffusers_style = np.round(np.arange(1000, 0, -1000 / S)).astype(np.int64) - 1
+        assert len(diffusers_style) == S + 1 and diffusers_style[-1] == -1
+        tau = ddim.timesteps(1000, S, "trailing")
+        assert len(tau) == S and tau[0] == 999 and tau[-1] >= 0
+
+
+def test_linspace_visits_both_ends():
+    assert ddim.timesteps(1000, 5, "linspace").tolist() == [999, 749, 500, 250, 0]
+    assert ddim.timesteps(1000, 1, "linspace").tolist() == [999]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((1000, 0, "uniform"), r"steps must be an integer in 1\.\.1000"),
+        ((1000, 1001, "uniform"), r"steps must be an integer in 1\.\.1000"),
+        ((1000, 2.5, "uniform"), r"steps must be an integer"),
+        ((0, 1, "uniform"), "T \\(training steps\\) must be a positive integer"),
+        ((1000, 10, "leading"), "unknown spacing 'leading'; choose one of uniform, quadratic, linspace, trailing"),
+    ],
+)
+def test_bad_grid_requests(args, message):
+    with pytest.raises(ValueError, match=message):
+        ddim.timesteps(*args)
+
+
+def test_explicit_grid_validation():
+    from ddim.timesteps import check_timesteps
+
+    assert check_timesteps([9, 5, 0], 10).tolist() == [9, 5, 0]
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        check_timesteps([0, 5, 9], 10)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        check_timesteps([5, 5, 0], 10)
+    with pytest.raises(ValueError, match=r"must lie in 0\.\.9"):
+        check_timesteps([10, 0], 10)
+    with pytest.raises(ValueError, match=r"must lie in 0\.\.9"):
+        check_timesteps([3, -1], 10)
