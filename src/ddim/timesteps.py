@@ -7,9 +7,10 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
 - "quadratic": tau_i = floor((i / (S - 1) * sqrt(0.8 T))^2) (the paper's CIFAR10 grid), with
                collisions pushed apart so that no step repeats (the official code's grid has only
                49 distinct steps at S = 50).
-- "linspace":  round(linspace(T - 1, 0, S)): both ends visited; S = 1 gives [T - 1].
-- "trailing":  round(T - i * T / S) - 1, i = 0..S-1: starts at T - 1 (Lin et al. 2023, Table 2);
-               exactly S steps (diffusers' version gives S + 1 steps ending at -1 for some S).
+- "linspace":  round(linspace(0, T - 1, S)), reversed: both ends visited; S = 1 gives [T - 1].
+- "trailing":  round(T - i * T / S) - 1, i = 0..S-1, in exact integer arithmetic (ties round up):
+               starts at T - 1 (Lin et al. 2023, Table 2); exactly S steps (diffusers' float
+               version gives S + 1 steps ending at -1 for some S).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def timesteps(T: int, S: int, spacing: str = "uniform") -> Tensor:
     elif spacing == "quadratic":
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
     elif spacing == "linspace":
-        ascending = np.round(np.linspace(T - 1, 0, S))[::-1].astype(np.int64)
+        ends = (0, T - 1) if S > 1 else (T - 1, T - 1)  # a single step starts from the noisiest one
+        ascending = np.round(np.linspace(*ends, S)).astype(np.int64)
     elif spacing == "trailing":
-        ascending = (np.round(T - np.arange(S) * (T / S)).astype(np.int64) - 1)[::-1]
+        i = np.arange(S - 1, -1, -1, dtype=np.int64)
+        ascending = (2 * T * (S - i) + S) // (2 * S) - 1  # round(T (S - i) / S) - 1, exact, ties up
     else:
         raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return torch.from_numpy(ascending[::-1].copy()).long()

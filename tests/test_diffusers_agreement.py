@@ -1,0 +1,77 @@
+"""Step-for-step agreement with diffusers' schedulers, the peer implementation, where their grids are right.
+
+Deliberate differences (documented in docs/design-notes.md): our "uniform" grid equals diffusers'
+"leading" spacing with steps_offset=0 and set_alpha_to_one=True; diffusers' DDPMScheduler adds
+noise at a final step with t > 0 (trailing grids) while we never add noise on the step that
+lands on x_0, so the DDPM comparison uses grids that end at t = 0.
+"""
+
+import pytest
+import torch
+
+import ddim
+from conftest import gen
+
+diffusers = pytest.importorskip("diffusers")
+
+CONFIG = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=False)
+
+
+def ours(model, sched, x_T, **kwargs):
+    traj = []
+    ddim.sample(model, sched, x_T, callback=lambda i, t, x, x0: traj.append(x.clone()), **kwargs)
+    return traj
+
+
+@pytest.fixture(scope="module")
+def setup(linear):
+    mixture = ddim.analytic.GaussianMixture.random(dim=16, modes=5, seed=11)
+    model = mixture.denoiser(linear)
+    return model, torch.randn(64, 16, generator=gen(0))
+
+
+@pytest.mark.parametrize("steps", [10, 30, 50])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_matches_ddimscheduler(linear, setup, steps, eta):
+    model, x_T = setup
+    sched = diffusers.DDIMScheduler(**CONFIG, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    sched.set_timesteps(steps)
+    assert sched.timesteps.tolist() == ddim.timesteps(1000, steps, "uniform").tolist()
+    g, x, theirs = gen(7), x_T.clone(), []
+    for i, t in enumerate(sched.timesteps):
+        noise = torch.randn(x.shape, generator=g) if eta > 0 and i + 1 < steps else torch.zeros_like(x)
+        x = sched.step(model(x, t.expand(len(x))), t, x, eta=eta, variance_noise=noise).prev_sample
+        theirs.append(x)
+    mine = ours(model, linear, x_T, steps=steps, eta=eta, generator=gen(7))
+    assert len(mine) == len(theirs)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1000, 50])
+@pytest.mark.parametrize("variance_type, method", [("fixed_small", "ddpm"), ("fixed_large", "sigma-hat")])
+def test_ddpm_and_sigma_hat_match_ddpmscheduler(linear, setup, steps, variance_type, method):
+    model, x_T = setup
+    sched = diffusers.DDPMScheduler(**CONFIG, variance_type=variance_type, timestep_spacing="leading")
+    sched.set_timesteps(steps)
+    assert sched.timesteps.tolist() == ddim.timesteps(1000, steps, "uniform").tolist()
+    g, x, theirs = gen(3), x_T.clone(), []
+    for t in sched.timesteps:
+        x = sched.step(model(x, t.expand(len(x))), t, x, generator=g).prev_sample
+        theirs.append(x)
+    mine = ours(model, linear, x_T, steps=steps, method=method, generator=gen(3))
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-4)
+
+
+def test_grids_agree_with_diffusers_where_theirs_are_right():
+    import numpy as np
+
+    for S in range(2, 1001):
+        lin = np.linspace(0, 999, S).round()[::-1].astype(np.int64)
+        assert ddim.timesteps(1000, S, "linspace").tolist() == lin.tolist(), S
+        trail = np.round(np.arange(1000, 0, -1000 / S)).astype(np.int64) - 1
+        if len(trail) == S:  # equal except where T (S - i) / S is an exact tie (k + 1/2) that float rounding breaks
+            mine = ddim.timesteps(1000, S, "trailing").numpy()
+            tie = (2 * 1000 * (S - np.arange(S))) % (2 * S) == S
+            assert (mine == trail)[~tie].all() and (abs(mine - trail) <= 1).all(), S
