@@ -75,3 +75,21 @@ def test_grids_agree_with_diffusers_where_theirs_are_right():
             mine = ddim.timesteps(1000, S, "trailing").numpy()
             tie = (2 * 1000 * (S - np.arange(S))) % (2 * S) == S
             assert (mine == trail)[~tie].all() and (abs(mine - trail) <= 1).all(), S
+
+
+@pytest.mark.parametrize("steps", [10, 50])
+def test_invert_matches_ddiminversescheduler(linear, setup, steps):
+    """For eps-prediction our plain inversion is diffusers' DDIMInverseScheduler step for step."""
+    model, _ = setup
+    x0 = ddim.analytic.GaussianMixture.random(dim=16, modes=5, seed=11).sample(64, gen(1)).float()
+    sched = diffusers.DDIMInverseScheduler(**CONFIG, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    sched.set_timesteps(steps)
+    assert sched.timesteps.tolist() == ddim.timesteps(1000, steps).flip(0).tolist()
+    x, theirs = x0.clone(), []
+    for t in sched.timesteps:
+        x = sched.step(model(x, t.expand(len(x))), t, x).prev_sample
+        theirs.append(x)
+    mine = []
+    ddim.invert(model, linear, x0, steps=steps, callback=lambda i, t, x, x0_hat: mine.append(x.clone()))
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

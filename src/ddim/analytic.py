@@ -36,6 +36,8 @@ class ExactDenoiser:
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
+        if (t == t[0]).all():  # the usual case: one level for the whole batch, broadcast it
+            t = t[:1]
         ab = self.schedule.alphas_cumprod.to(x_t.device)[t].unsqueeze(1)
         flat = x_t.reshape(x_t.shape[0], -1).double()
         eps, x0 = self.posterior(flat, ab.sqrt(), (1 - ab).sqrt())
@@ -144,9 +146,10 @@ class _MixtureDenoiser(ExactDenoiser):
             self.mixture = self.mixture.to(x.device)
         m = self.mixture
         y, c, r = m._components(x, a, s)
-        # E[x0|x_t, k] = mu_k + U diag(a l / c) y ;  eps_k = s U diag(1 / c) y
-        x0 = torch.einsum("bk,bkd->bd", r, m.means[None] + torch.einsum("kde,bke->bkd", m.eigenvectors, a[:, :, None] * m.eigenvalues * y / c))
-        eps = torch.einsum("bk,bkd->bd", r, torch.einsum("kde,bke->bkd", m.eigenvectors, y / c)) * s
+        # eps = -s * score = s sum_k r_k U_k diag(1 / c_k) y_k
+        eps = s * torch.einsum("kde,bke->bd", m.eigenvectors, r[:, :, None] * y / c)
+        # E[x0 | x_t] = (x - s eps) / a; at a = 0 (zero terminal SNR) the data mean sum_k r_k mu_k
+        x0 = torch.where(a > 0, (x - s * eps) / a.clamp(min=1e-300), r @ m.means)
         return eps, x0
 
 
