@@ -3,7 +3,7 @@
 Every sampler gets the same exact model and the same starting noise, so the only error left is
 the sampler's own discretisation (plus the finite-sample floor, measured with exact draws).
 
-    python benchmarks/gmm_samplers.py --samples 10000 --out docs/benchmarks
+    python benchmarks/gmm_samplers.py --samples 5000 --out docs/benchmarks
 
 writes gmm-samplers.md (table), gmm-samplers.csv and gmm-samplers.png.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -60,7 +61,7 @@ SAMPLERS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", type=int, default=10000)
+    p.add_argument("--samples", type=int, default=5000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--modes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -108,6 +109,8 @@ def write_markdown(args, rows, floor_fd, floor_mode) -> None:
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     cell = {(r["sampler"], r["steps"]): r for r in rows}
     lines = [
+        "Command: `python benchmarks/gmm_samplers.py " + " ".join(sys.argv[1:]) + "`",
+        "",
         f"Gaussian mixture oracle: {args.dim} dims, {args.modes} modes (seed {args.seed}), "
         f"N = {args.samples} samples per cell, linear betas, T = 1000, uniform spacing.",
         f"Finite-sample floor (exact draws, mean of 3): FD {floor_fd:.4f}, mode-weight error {floor_mode:.4f}.",

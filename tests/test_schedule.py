@@ -87,3 +87,20 @@ def test_bad_T_and_timesteps(linear):
     with pytest.raises(ValueError, match=r"outside -1\.\.999"):
         linear.alpha_bar(1000)
     assert linear.alpha_bar(-1) == 1.0
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ddim.NoiseSchedule.linear(1000),
+        ddim.NoiseSchedule.cosine(500),
+        ddim.NoiseSchedule.scaled_linear(1000).rescale_zero_terminal_snr(),
+        ddim.NoiseSchedule.sigmoid(100, width=4.0),
+        ddim.NoiseSchedule.from_betas([0.1, 0.3, 0.5]),
+    ],
+)
+def test_config_round_trip(schedule):
+    import json
+
+    again = ddim.NoiseSchedule.from_config(json.loads(json.dumps(schedule.config)))
+    torch.testing.assert_close(again.alphas_cumprod, schedule.alphas_cumprod, rtol=1e-12, atol=1e-15)

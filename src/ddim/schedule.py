@@ -37,6 +37,26 @@ class NoiseSchedule:
         self.betas = betas
         self.name = name
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.config: dict = {"kind": "custom", "betas": betas.tolist()}  # how to rebuild it (see from_config)
+
+    @classmethod
+    def _made(cls, betas: Tensor, kind: str, **params) -> "NoiseSchedule":
+        schedule = cls(betas, name=kind)
+        schedule.config = {"kind": kind, **params}
+        return schedule
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NoiseSchedule":
+        """Rebuild a schedule from its ``config`` dict (as saved in a model folder)."""
+        config = dict(config)
+        kind, zero_snr = config.pop("kind", None), config.pop("zero_terminal_snr", False)
+        if kind == "custom":
+            schedule = cls.from_betas(config["betas"])
+        elif kind in ("linear", "scaled_linear", "cosine", "sigmoid"):
+            schedule = getattr(cls, kind)(**config)
+        else:
+            raise ValueError(f"unknown schedule kind {kind!r} in config; expected linear, scaled_linear, cosine, sigmoid or custom")
+        return schedule.rescale_zero_terminal_snr() if zero_snr else schedule
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -55,14 +75,15 @@ class NoiseSchedule:
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         """DDPM's linear betas (Ho et al. 2020, sec. 4: 1e-4 .. 0.02 over T = 1000)."""
         _check_T(T)
-        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name="linear")
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        return cls._made(betas, "linear", T=T, beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
     def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":
         """Linear in sqrt(beta) (the latent-diffusion / Stable Diffusion schedule)."""
         _check_T(T)
         root = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=torch.float64)
-        return cls(root**2, name="scaled_linear")
+        return cls._made(root**2, "scaled_linear", T=T, beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
@@ -75,14 +96,15 @@ class NoiseSchedule:
         u = torch.arange(T + 1, dtype=torch.float64)
         ab = f(u) / f(u[:1])
         betas = (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
-        return cls(betas, name="cosine")
+        return cls._made(betas, "cosine", T=T, s=s, max_beta=max_beta)
 
     @classmethod
     def sigmoid(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, width: float = 6.0) -> "NoiseSchedule":
         """Betas following a sigmoid from beta_start to beta_end over [-width, width] (GeoDiff-style)."""
         _check_T(T)
         ramp = torch.sigmoid(torch.linspace(-width, width, T, dtype=torch.float64))
-        return cls(beta_start + (beta_end - beta_start) * ramp, name="sigmoid")
+        betas = beta_start + (beta_end - beta_start) * ramp
+        return cls._made(betas, "sigmoid", T=T, beta_start=beta_start, beta_end=beta_end, width=width)
 
     def rescale_zero_terminal_snr(self) -> "NoiseSchedule":
         """Lin et al. 2023, Algorithm 1: shift/scale sqrt(ab) so ab_{T-1} = 0 and ab_0 is unchanged.
@@ -93,7 +115,10 @@ class NoiseSchedule:
         root = self.alphas_cumprod.sqrt()
         first, last = root[0].item(), root[-1].item()
         root = (root - last) * first / (first - last)
-        return NoiseSchedule.from_alphas_cumprod(root**2, name=f"{self.name}+zero_snr")
+        out = NoiseSchedule.from_alphas_cumprod(root**2, name=f"{self.name}+zero_snr")
+        if self.config["kind"] != "custom":
+            out.config = {**self.config, "zero_terminal_snr": True}
+        return out
 
     # ------------------------------------------------------------------ queries
     @property

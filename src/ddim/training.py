@@ -1,0 +1,315 @@
+"""The DDPM trainer, on Hugging Face accelerate (one CPU, one GPU, or many processes).
+
+Objective: DDPM's simplified loss (Ho et al. 2020, eq. 14) on the chosen parameterisation,
+|| target - net(x_t, t) ||^2 with x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t ~ U{0..T-1}.
+
+Randomness is counter-based: the batch, timesteps and noise of step k on process r come from a
+generator seeded by (seed, k, r). A resumed run therefore continues exactly as if never stopped
+(model, EMA and optimizer come from the checkpoint; the random stream is a function of the step).
+
+Output folder layout::
+
+    OUTPUT/model_index.json, unet/, scheduler/, ddim_config.json   the EMA model (diffusers layout)
+    OUTPUT/train_config.json    the config, used by --resume
+    OUTPUT/log.csv              step, loss, lr, steps/s, images/s
+    OUTPUT/samples/step-N.png   periodic sample grids from the EMA model
+    OUTPUT/checkpoints/step-N/  accelerate state (model, optimizer, EMA, RNG); 'latest' names the newest
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import Dataset, load_dataset
+from .models import build_model, save_model
+from .prediction import check_prediction, eps_x0_to
+from .schedule import NoiseSchedule
+
+__all__ = ["TrainConfig", "train", "default_preset"]
+
+SCHEDULES = ("linear", "cosine", "scaled_linear", "sigmoid")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as train_config.json and inside the model folder."""
+
+    dataset: str = "digits"
+    output: str = "runs/digits"
+    preset: str | None = None  # default: by dataset (digits, mnist, cifar, mlp)
+    steps: int = 8000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (accelerate)
+    prediction: str = "eps"
+    schedule: str = "linear"
+    T: int = 1000
+    flip: bool = False
+    image_size: int | None = None
+    channels: int | None = None
+    conditional: bool = False
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    grid_size: int = 64
+    sample_steps: int = 50
+
+    def validate(self) -> "TrainConfig":
+        check_prediction(self.prediction)
+        for name in ("steps", "batch_size", "grad_accum", "T", "log_every", "sample_every", "checkpoint_every", "grid_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not 1 <= self.sample_steps <= self.T:
+            raise ValueError(f"sample_steps must lie in 1..{self.T}")
+        return self
+
+
+def default_preset(data: Dataset) -> str:
+    if not data.is_image:
+        return "mlp"
+    c, h, _ = data.sample_shape
+    if h <= 8:
+        return "digits"
+    return "mnist" if c == 1 and h <= 28 else "cifar"
+
+
+def _make_schedule(cfg: TrainConfig) -> NoiseSchedule:
+    return getattr(NoiseSchedule, cfg.schedule)(cfg.T)
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a DDPM per ``cfg``; return the output folder, which is a loadable model folder."""
+    from accelerate import Accelerator
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    out = Path(cfg.output)
+    if resume:
+        cfg = _resume_config(out, cfg)
+    cfg.validate()
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    if acc.is_main_process and not resume:
+        _prepare_output(out, overwrite)
+    acc.wait_for_everyone()
+
+    data = load_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
+    if cfg.conditional and data.labels is None:
+        raise ValueError(f"--conditional needs labels, and {data.name} has none")
+    num_classes = data.num_classes if cfg.conditional else None
+    preset = cfg.preset or default_preset(data)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every process
+    net = build_model(preset, sample_shape=data.sample_shape, num_classes=num_classes)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True).to(acc.device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    net, opt = acc.prepare(net, opt)
+    acc.register_for_checkpointing(ema)
+    schedule = _make_schedule(cfg)
+
+    start = 0
+    if resume:
+        ckpt = _latest_checkpoint(out)
+        acc.load_state(str(ckpt))
+        start = json.loads((ckpt / "step.json").read_text())["step"]
+    if acc.is_main_process:
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    logger = _CsvLog(out / "log.csv", start) if acc.is_main_process else None
+
+    x_all = data.data.to(acc.device)
+    y_all = data.labels.to(acc.device) if num_classes else None
+    ab_all = schedule.alphas_cumprod.to(acc.device, torch.float32)
+    bar = None
+    if progress and acc.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"training {preset} on {data.name}", unit="step", dynamic_ncols=True)
+    losses, tick, tick_step = [], time.perf_counter(), start
+    for step in range(start, cfg.steps):
+        for group in opt.param_groups:  # linear warm-up, then constant
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        for micro in range(cfg.grad_accum):
+            g = torch.Generator().manual_seed(_stream(cfg.seed, step, micro, acc.process_index))
+            idx = torch.randint(len(x_all), (cfg.batch_size,), generator=g)
+            t = torch.randint(cfg.T, (cfg.batch_size,), generator=g).to(acc.device)
+            x0 = x_all[idx.to(acc.device)]
+            noise = torch.randn(x0.shape, generator=g).to(acc.device)
+            if cfg.flip and data.is_image:
+                flip = (torch.rand(cfg.batch_size, generator=g) < 0.5).to(acc.device)
+                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            ab = ab_all[t].reshape((-1,) + (1,) * (x0.dim() - 1))
+            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+            target = eps_x0_to(noise, x0, ab, cfg.prediction)
+            with acc.accumulate(net):
+                with acc.autocast():
+                    out_ = net(x_t, t, class_labels=y_all[idx.to(acc.device)]) if num_classes else net(x_t, t)
+                pred = getattr(out_, "sample", out_)
+                loss = torch.nn.functional.mse_loss(pred.float(), target)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.grad_clip > 0:
+                    acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        ema.update_parameters(acc.unwrap_model(net))
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            mean_loss = acc.gather(torch.stack(losses).mean().reshape(1)).mean().item()
+            rate = (done - tick_step) / (time.perf_counter() - tick)
+            images = rate * cfg.batch_size * cfg.grad_accum * acc.num_processes
+            if logger:
+                logger.write(done, mean_loss, opt.param_groups[0]["lr"], rate, images)
+            if bar:
+                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images:.0f}")
+            losses, tick, tick_step = [], time.perf_counter(), done
+        if bar:
+            bar.update(1)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save_checkpoint(acc, out, done, cfg.keep_checkpoints)
+            if acc.is_main_process:
+                _save_model_folder(out, ema.module, schedule, cfg, data, preset, num_classes, done)
+        if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
+            _sample_grid(ema.module, schedule, cfg, data, out / "samples" / f"step-{done:07d}.png", num_classes)
+        if done == tick_step:  # keep saving and sampling out of the measured training rate
+            tick = time.perf_counter()
+    if bar:
+        bar.close()
+    acc.wait_for_everyone()
+    acc.end_training()
+    return out
+
+
+def _stream(seed: int, step: int, micro: int, rank: int) -> int:
+    """A 63-bit seed for (seed, step, micro-batch, process): the counter-based random stream."""
+    h = (seed * 1_000_003 + step) * 1_000_033 + micro * 7_919 + rank * 104_729
+    return h % (2**63 - 1)
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; give a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"output folder {out} is not empty; pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to output folder {out}: {err.strerror}") from None
+
+
+def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
+    saved = out / "train_config.json"
+    if not saved.is_file():
+        raise FileNotFoundError(f"nothing to resume in {out}: no train_config.json (start a run there without --resume)")
+    old = json.loads(saved.read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    merged = TrainConfig(**{k: v for k, v in old.items() if k in known})
+    merged.steps, merged.output = cfg.steps, str(out)  # a resumed run may be extended
+    _latest_checkpoint(out)
+    return merged
+
+
+def _latest_checkpoint(out: Path) -> Path:
+    pointer = out / "checkpoints" / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"no checkpoint in {out}/checkpoints to resume from")
+    ckpt = out / "checkpoints" / pointer.read_text().strip()
+    if not (ckpt / "step.json").is_file():
+        raise ValueError(f"checkpoint {ckpt} is incomplete (no step.json)")
+    return ckpt
+
+
+def _save_checkpoint(acc, out: Path, step: int, keep: int) -> None:
+    """Write accelerate state to a temporary folder, rename it into place, then move the 'latest' pointer.
+
+    Each move is an atomic rename, so a crash at any point leaves the previous checkpoint and
+    pointer intact (a half-written folder ends in .tmp and is ignored).
+    """
+    root = out / "checkpoints"
+    name = f"step-{step:07d}"
+    tmp = root / f"{name}.tmp"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        shutil.rmtree(root / name, ignore_errors=True)
+        tmp.rename(root / name)
+        pointer_tmp = root / "latest.tmp"
+        pointer_tmp.write_text(name)
+        pointer_tmp.replace(root / "latest")
+        old = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+        for p in old[:-keep] if keep > 0 else []:
+            shutil.rmtree(p, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def _save_model_folder(out: Path, net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, preset: str, num_classes, step: int) -> None:
+    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "trained_steps": step}
+    save_model(out, net, schedule, cfg.prediction, extra)
+
+
+@torch.no_grad()
+def _sample_grid(net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, path: Path, num_classes) -> None:
+    from .images import save_grid, save_scatter
+    from .models import Denoiser
+    from .sampling import sample
+
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    n = cfg.grid_size if data.is_image else 2000
+    g = torch.Generator().manual_seed(cfg.seed + 12345)
+    x_T = torch.randn((n, *data.sample_shape), generator=g).to(device)
+    labels = (torch.arange(n) % num_classes).to(device) if num_classes else None
+    x0 = sample(Denoiser(net, labels), schedule, x_T, steps=cfg.sample_steps, prediction=cfg.prediction)
+    if data.is_image:
+        save_grid(x0, path, nrow=int(n**0.5))
+    else:
+        save_scatter(x0, path, reference=data.data[:2000], title=path.stem)
+    net.train(was_training)
+
+
+class _CsvLog:
+    COLUMNS = ("step", "loss", "lr", "steps_per_s", "images_per_s")
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path = path
+        rows = []
+        if path.is_file() and start > 0:  # keep what was logged up to the resumed step
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, step: int, loss: float, lr: float, rate: float, images: float) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3g}", f"{rate:.3f}", f"{images:.1f}"])
