@@ -6,9 +6,11 @@ The public contract (DESIGN.md section 3)::
     ts = ddim.timesteps(1000, 50, spacing="uniform")
     x0 = ddim.sample(model, sched, x_T, steps=50, eta=0.0)
     x_T = ddim.invert(model, sched, x0, steps=50)
+    m = ddim.load("digits")       # the shipped model: m.model, m.schedule, m.sample_shape, m.prediction
 """
 
 from . import analytic, metrics
+from .models import SHIPPED, LoadedModel, load
 from .prediction import PREDICTIONS
 from .sampling import INVERSION_METHODS, METHODS, invert, sample
 from .schedule import NoiseSchedule
@@ -25,6 +27,9 @@ __all__ = [
     "SPACINGS",
     "INVERSION_METHODS",
     "PREDICTIONS",
+    "load",
+    "LoadedModel",
+    "SHIPPED",
     "analytic",
     "metrics",
     "__version__",

@@ -108,7 +108,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if resume:
         cfg = _resume_config(out, cfg)
     cfg.validate()
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    # without an accelerator, cpu=True lets several launched processes form a gloo (MULTI_CPU) group
+    cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=cpu)
     if acc.is_main_process and not resume:
         _prepare_output(out, overwrite)
     acc.wait_for_everyone()

@@ -1,0 +1,222 @@
+"""The ``ddim`` command: train, sample, info. Each subcommand parses, builds a config, calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _add_train(sub) -> None:
+    from .training import SCHEDULES, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a DDPM on a dataset", description="Train a DDPM (eps/x0/v objective) with EMA, checkpoints and sample grids.")
+    p.add_argument("--dataset", default=d.dataset, help="digits (default), fashion-mnist, moons, swissroll, 8gaussians, a folder of images or of MNIST IDX files")
+    p.add_argument("--output", default=d.output, help=f"run folder; becomes a loadable model folder (default {d.output})")
+    p.add_argument("--preset", default=None, help="network preset: digits, mnist, cifar, tiny, mlp (default: by dataset)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps in total (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step and process (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate after warm-up (default {d.lr})")
+    p.add_argument("--warmup", type=int, default=d.warmup, help=f"linear warm-up steps (default {d.warmup})")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help=f"EMA decay of the saved weights (default {d.ema_decay})")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"gradient norm clip, 0 = off (default {d.grad_clip})")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step (default 1)")
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision, help="autocast precision of the network (default no)")
+    p.add_argument("--prediction", choices=("eps", "x0", "v"), default=d.prediction, help="what the network predicts (default eps)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="noise schedule (default linear, DDPM's 1e-4..0.02)")
+    p.add_argument("--T", type=int, default=d.T, help=f"training steps of the diffusion (default {d.T})")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips")
+    p.add_argument("--image-size", type=int, default=None, help="resize and center-crop folder images to this size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grayscale, 3 = RGB (default: from the images)")
+    p.add_argument("--conditional", action="store_true", help="class-conditional network (datasets with labels)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, batches and noise (default 0)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps per line of log.csv")
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint (to --steps)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_sample(sub) -> None:
+    from .sampling import METHODS
+    from .timesteps import SPACINGS
+
+    p = sub.add_parser("sample", help="generate images from a model", description="Sample a model with DDIM, DDPM or sigma-hat; writes grid.png, samples.npz and optionally one PNG per image.")
+    p.add_argument("model", nargs="?", default="digits", help="model folder, or the shipped model's name (default: digits)")
+    p.add_argument("-n", "--num-images", type=int, default=64, help="how many images (default 64)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps S, 1..T (default 50)")
+    p.add_argument("--method", choices=list(METHODS), default="ddim", help="ddim (default), ddpm (ancestral) or sigma-hat")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]; 0 = deterministic (default)")
+    p.add_argument("--spacing", choices=SPACINGS, default="uniform", help="timestep grid (default uniform, the DDIM paper's)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i, so results do not depend on --batch-size")
+    p.add_argument("--batch-size", type=int, default=256, help="images per model call (default 256)")
+    p.add_argument("--class", dest="class_label", type=int, default=None, help="class label for a class-conditional model")
+    p.add_argument("--output", default="ddim-samples", help="output folder (default ddim-samples)")
+    p.add_argument("--individual", action="store_true", help="also write one PNG per image to OUTPUT/images/")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sample)
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="describe a model folder", description="Print what a model folder holds: network, size, schedule, training.")
+    p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,info}")
+    _add_train(sub)
+    _add_sample(sub)
+    _add_info(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig(
+        dataset=args.dataset, output=args.output, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip, grad_accum=args.grad_accum,
+        mixed_precision=args.mixed_precision, prediction=args.prediction, schedule=args.schedule, T=args.T,
+        flip=args.flip, image_size=args.image_size, channels=args.channels, conditional=args.conditional,
+        seed=args.seed, log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+    )
+    out = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"model folder: {out}")
+    return 0
+
+
+def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
+    taken = [n for n in names if (folder / n).exists()]
+    if taken and not overwrite:
+        raise CliError(f"{folder / taken[0]} already exists; pass --overwrite or choose another --output")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".ddim-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise CliError(f"cannot write to output folder {folder}: {err.strerror or err}") from None
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .images import save_grid, save_png, save_scatter, to_uint8
+    from .models import load
+    from .sampling import sample
+
+    if args.num_images < 1:
+        raise CliError(f"--num-images must be at least 1, got {args.num_images}")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0 <= args.eta <= 1:
+        raise CliError(f"--eta must lie in [0, 1] (0 = deterministic DDIM), got {args.eta}")
+    if args.eta != 0 and args.method != "ddim":
+        raise CliError(f"--eta applies to --method ddim only; {args.method} fixes its own noise")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    m = load(args.model, device=device)
+    T = len(m.schedule)
+    if not 1 <= args.steps <= T:
+        raise CliError(f"--steps must lie in 1..{T} (this model's training steps), got {args.steps}")
+    if args.class_label is not None and not m.num_classes:
+        raise CliError("--class needs a class-conditional model; this one has no classes")
+    if m.num_classes and args.class_label is not None and not 0 <= args.class_label < m.num_classes:
+        raise CliError(f"--class must lie in 0..{m.num_classes - 1}")
+    out = Path(args.output)
+    _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
+
+    n, shape = args.num_images, m.sample_shape
+    batches = [range(i, min(i + args.batch_size, n)) for i in range(0, n, args.batch_size)]
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(batches) * args.steps, desc=f"{args.method} S={args.steps}", unit="step", dynamic_ncols=True)
+    results = []
+    for idx in batches:
+        gens = [torch.Generator().manual_seed(args.seed + i) for i in idx]
+        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+        if m.num_classes:
+            labels = torch.full((len(idx),), args.class_label, device=device) if args.class_label is not None else torch.tensor([i % m.num_classes for i in idx], device=device)
+            m.model.class_labels = labels
+        with torch.no_grad():
+            x0 = sample(m.model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=args.spacing, method=args.method,
+                        prediction=m.prediction, generator=gens, callback=(lambda *a: bar.update(1)) if bar else None)
+        results.append(x0.cpu())
+    if bar:
+        bar.close()
+    x0 = torch.cat(results)
+    np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
+    if len(shape) == 3:
+        grid = save_grid(x0, out / "grid.png")
+        if args.individual:
+            for i, pix in enumerate(to_uint8(x0)):
+                save_png(pix, out / "images" / f"{i:06d}.png")
+    else:
+        grid = save_scatter(x0, out / "grid.png", title=f"{args.method} S={args.steps}")
+    print(grid)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .models import load
+
+    m = load(args.model)
+    train = m.config.get("train", {})
+    info = {
+        "path": str(m.path),
+        "network": type(m.model.net).__name__,
+        "parameters": m.num_parameters,
+        "sample_shape": list(m.sample_shape),
+        "prediction": m.prediction,
+        "schedule": m.schedule.name,
+        "T": len(m.schedule),
+        "classes": m.num_classes,
+        "dataset": m.config.get("dataset"),
+        "trained_steps": m.config.get("trained_steps"),
+        "batch_size": train.get("batch_size"),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for k, v in info.items():
+            if v is not None:
+                print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
+        print(f"ddim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
