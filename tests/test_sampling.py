@@ -186,6 +186,8 @@ def test_model_with_wrong_output_shape(linear):
         ddim.sample(lambda x, t: x[:, :1], linear, torch.randn(2, 3), steps=2)
 
 
-def test_invert_bad_method(linear):
-    with pytest.raises(ValueError, match="unknown inversion method 'exact'"):
+def test_invert_bad_arguments(linear):
+    with pytest.raises(ValueError, match="unknown inversion method 'exact'; choose one of ddim, fixed-point"):
         ddim.invert(lambda x, t: x, linear, torch.zeros(1, 2), method="exact")
+    with pytest.raises(ValueError, match="iterations must be a non-negative integer, got -1"):
+        ddim.invert(lambda x, t: x, linear, torch.zeros(1, 2), method="fixed-point", iterations=-1)

@@ -21,7 +21,7 @@ def test_a_few_steps_per_preset_make_a_loadable_model(tmp_path, dataset, preset)
     out = train(TrainConfig(dataset=dataset, preset=preset, output=str(tmp_path / "run"), steps=3, **FAST), progress=False)
     m = ddim.load(out)
     assert m.config["preset"] == preset and m.config["trained_steps"] == 3
-    assert (out / "log.csv").read_text().splitlines()[0] == "step,loss,lr,steps_per_s,images_per_s"
+    assert (out / "log.csv").read_text().splitlines()[0] == "step,loss,lr,steps_per_s,images_per_s,elapsed_s"
     assert (out / "samples" / "step-0000003.png").is_file()
 
 

@@ -18,7 +18,7 @@ def to_uint8(images: Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+def make_grid(images: Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
     """Tile [N, C, H, W] images in [-1, 1] into one uint8 array [rows*H, cols*W, C], each upscaled ``scale`` times."""
     pix = to_uint8(images)
     if scale > 1:

@@ -11,7 +11,7 @@ Output folder layout::
 
     OUTPUT/model_index.json, unet/, scheduler/, ddim_config.json   the EMA model (diffusers layout)
     OUTPUT/train_config.json    the config, used by --resume
-    OUTPUT/log.csv              step, loss, lr, steps/s, images/s
+    OUTPUT/log.csv              step, loss, lr, steps/s, images/s, elapsed wall seconds
     OUTPUT/samples/step-N.png   periodic sample grids from the EMA model
     OUTPUT/checkpoints/step-N/  accelerate state (model, optimizer, EMA, RNG); 'latest' names the newest
 """
@@ -299,14 +299,15 @@ def _sample_grid(net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, path
 
 
 class _CsvLog:
-    COLUMNS = ("step", "loss", "lr", "steps_per_s", "images_per_s")
+    COLUMNS = ("step", "loss", "lr", "steps_per_s", "images_per_s", "elapsed_s")
 
     def __init__(self, path: Path, start: int) -> None:
-        self.path = path
+        self.path, self.t0, self.offset = path, time.perf_counter(), 0.0
         rows = []
         if path.is_file() and start > 0:  # keep what was logged up to the resumed step
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+            self.offset = float(rows[-1].get("elapsed_s") or 0) if rows else 0.0
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.COLUMNS)
             w.writeheader()
@@ -314,4 +315,5 @@ class _CsvLog:
 
     def write(self, step: int, loss: float, lr: float, rate: float, images: float) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3g}", f"{rate:.3f}", f"{images:.1f}"])
+            elapsed = self.offset + time.perf_counter() - self.t0
+            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3g}", f"{rate:.3f}", f"{images:.1f}", f"{elapsed:.1f}"])
