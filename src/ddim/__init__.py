@@ -9,7 +9,8 @@ The public contract (DESIGN.md section 3)::
     m = ddim.load("digits")       # the shipped model: m.model, m.schedule, m.sample_shape, m.prediction
 """
 
-from . import analytic, metrics
+from . import analytic, data, metrics
+from .interpolation import slerp
 from .models import SHIPPED, LoadedModel, load
 from .prediction import PREDICTIONS
 from .sampling import INVERSION_METHODS, METHODS, invert, sample
@@ -28,6 +29,7 @@ __all__ = [
     "INVERSION_METHODS",
     "PREDICTIONS",
     "load",
+    "slerp",
     "LoadedModel",
     "SHIPPED",
     "analytic",

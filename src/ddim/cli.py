@@ -77,11 +77,45 @@ def _add_info(sub) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _add_inputs(p, what: str) -> None:
+    p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
+    p.add_argument("--images", nargs="+", default=None, help=f"image files to {what} (size and channels of the model)")
+    p.add_argument("--dataset", default=None, help=f"or {what} images of a dataset (e.g. digits)")
+    p.add_argument("--split", choices=("train", "test"), default="test", help="dataset split (default test: held out)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps S, 1..T (default 50)")
+    p.add_argument("--spacing", default="uniform", help="timestep grid (default uniform)")
+    p.add_argument("--method", default="ddim", help="inversion method: ddim (plain) or fixed-point (exact)")
+    p.add_argument("--iterations", type=int, default=3, help="fixed-point iterations per step (default 3: 4x the plain calls)")
+    p.add_argument("--output", default=f"ddim-{what}", help=f"output folder (default ddim-{what})")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_invert(sub) -> None:
+    p = sub.add_parser("invert", help="encode images into latents x_T and reconstruct them",
+                       description="DDIM inversion: images -> latents x_T (latents.npz) -> reconstructions (reconstruction.png); prints the error.")
+    _add_inputs(p, "invert")
+    p.add_argument("-n", "--num-images", type=int, default=16, help="how many dataset images (default 16)")
+    p.set_defaults(func=cmd_invert)
+
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser("interpolate", help="decode a spherical interpolation between two latents",
+                       description="Interpolate between two images (inverted first) or two seeds with slerp on x_T; writes a PNG strip.")
+    _add_inputs(p, "interpolate")
+    p.add_argument("--seeds", type=int, nargs=2, default=None, help="or two seeds: interpolate between their noise latents")
+    p.add_argument("--index", type=int, nargs=2, default=(0, 1), help="which two dataset images (default 0 1)")
+    p.add_argument("--frames", type=int, default=9, help="images in the strip, ends included (default 9)")
+    p.set_defaults(func=cmd_interpolate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info}")
     _add_train(sub)
     _add_sample(sub)
+    _add_invert(sub)
+    _add_interpolate(sub)
     _add_info(sub)
     return parser
 
@@ -174,6 +208,92 @@ def cmd_sample(args) -> int:
     else:
         grid = save_scatter(x0, out / "grid.png", title=f"{args.method} S={args.steps}")
     print(grid)
+    return 0
+
+
+def _inputs(args, m, count: int, pick=None):
+    """The images a command works on, from --images or --dataset, checked against the model."""
+    import torch
+
+    from .data import images_for_model, load_dataset
+
+    if (args.images is None) == (args.dataset is None):
+        raise CliError("give either --images FILE [FILE ...] or --dataset NAME")
+    if args.images is not None:
+        return images_for_model(args.images, m.sample_shape)
+    data = load_dataset(args.dataset, split=args.split)
+    if data.sample_shape != m.sample_shape:
+        raise CliError(f"{data.name} images are {data.sample_shape}, but the model expects {m.sample_shape}")
+    idx = list(pick) if pick is not None else list(range(min(count, len(data))))
+    if max(idx) >= len(data) or min(idx) < 0:
+        raise CliError(f"--index must lie in 0..{len(data) - 1}")
+    return data.data[torch.tensor(idx)]
+
+
+def _invert_args(args, m) -> dict:
+    from .sampling import INVERSION_METHODS
+
+    if args.method not in INVERSION_METHODS:
+        raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(INVERSION_METHODS)}")
+    T = len(m.schedule)
+    if not 1 <= args.steps <= T:
+        raise CliError(f"--steps must lie in 1..{T} (this model's training steps), got {args.steps}")
+    return dict(steps=args.steps, spacing=args.spacing, prediction=m.prediction, method=args.method, iterations=args.iterations)
+
+
+def cmd_invert(args) -> int:
+    import numpy as np
+    import torch
+
+    from .images import make_grid, save_png
+    from .models import load
+    from .sampling import invert, sample
+
+    m = load(args.model)
+    kwargs = _invert_args(args, m)
+    x0 = _inputs(args, m, args.num_images)
+    out = Path(args.output)
+    _check_output(out, ["latents.npz", "reconstruction.png"], args.overwrite)
+    with torch.no_grad():
+        x_T = invert(m.model, m.schedule, x0, progress=not args.no_progress, **kwargs)
+        back = sample(m.model, m.schedule, x_T, steps=args.steps, spacing=args.spacing, prediction=m.prediction, progress=not args.no_progress)
+    mse = (((back.clamp(-1, 1) - x0) / 2) ** 2).mean().item()  # pixels in [0, 1], as the DDIM paper's Table 2
+    np.savez_compressed(out / "latents.npz", latents=x_T.numpy(), inputs=x0.numpy(), steps=args.steps, spacing=args.spacing, method=args.method)
+    png = save_png(make_grid(torch.cat([x0, back]), nrow=len(x0), scale=max(1, 64 // x0.shape[-1])), out / "reconstruction.png")
+    print(f"per-dimension MSE of the reconstruction (pixels in [0, 1]): {mse:.3g}")
+    print(png)
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from .images import make_grid, save_png
+    from .interpolation import slerp
+    from .models import load
+    from .sampling import invert, sample
+
+    m = load(args.model)
+    kwargs = _invert_args(args, m)
+    if args.frames < 2:
+        raise CliError(f"--frames must be at least 2, got {args.frames}")
+    out = Path(args.output)
+    _check_output(out, ["interpolation.png"], args.overwrite)
+    if args.seeds is not None:
+        if args.images is not None or args.dataset is not None:
+            raise CliError("give either --seeds or images (--images / --dataset), not both")
+        z = torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(s)) for s in args.seeds])
+    else:
+        x0 = _inputs(args, m, 2, pick=args.index)
+        if len(x0) != 2:
+            raise CliError(f"interpolation needs exactly two images, got {len(x0)}")
+        with torch.no_grad():
+            z = invert(m.model, m.schedule, x0, progress=not args.no_progress, **kwargs)
+    path = slerp(z[0], z[1], torch.linspace(0, 1, args.frames))
+    with torch.no_grad():
+        frames = sample(m.model, m.schedule, path, steps=args.steps, spacing=args.spacing, prediction=m.prediction, progress=not args.no_progress)
+    png = save_png(make_grid(frames, nrow=args.frames, scale=max(1, 64 // frames.shape[-1])), out / "interpolation.png")
+    print(png)
     return 0
 
 

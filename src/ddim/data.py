@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Dataset", "load_dataset", "read_idx", "DATASETS", "FASHION_MNIST_DIR"]
+__all__ = ["Dataset", "load_dataset", "read_idx", "open_image", "images_for_model", "DATASETS", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TOY_SETS = ("moons", "swissroll", "8gaussians")
@@ -152,22 +152,43 @@ def _idx_folder(folder: Path, split: str, name: str) -> Dataset:
 
 
 # --------------------------------------------------------------------------- image folders
-def _image_folder(folder: Path, image_size: int | None, channels: int | None) -> Dataset:
+def open_image(path: str | Path):
+    """Open an image file fully (PIL), with a one-line error for a missing or unreadable file."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no image file {path}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+
+
+def images_for_model(paths: list[str | Path], shape: tuple[int, ...]) -> Tensor:
+    """Image files as a [N, C, H, W] tensor in [-1, 1] for a model of sample shape (C, H, W); no silent resizing."""
+    c, h, w = shape
+    out = []
+    for path in paths:
+        im = open_image(path)
+        gray = im.mode in ("L", "1", "I;16", "I", "LA")
+        if (c == 1) != gray or (c == 3 and im.mode not in ("RGB", "RGBA", "P")):
+            raise ValueError(f"{path} is {'grayscale' if gray else im.mode}, but the model expects {'grayscale (1 channel)' if c == 1 else 'RGB (3 channels)'} images")
+        if im.size != (w, h):
+            raise ValueError(f"{path} is {im.size[0]}x{im.size[1]}, but the model expects {w}x{h} images")
+        pix = np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.float32) / 255.0 * 2 - 1
+        out.append(torch.from_numpy(pix)[None] if c == 1 else torch.from_numpy(pix).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _image_folder(folder: Path, image_size: int | None, channels: int | None) -> Dataset:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    images = []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read image {path}: {err}") from None
+    images = [open_image(path) for path in files]
     if channels is None:
         channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im in images) else 3
     mode = "L" if channels == 1 else "RGB"

@@ -1,0 +1,88 @@
+"""Inversion and interpolation: slerp, the invert/interpolate commands, and their bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import ddim
+from ddim.cli import main
+from ddim.interpolation import slerp
+from ddim.models import build_model, save_model
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("m") / "tiny"
+    save_model(folder, build_model("tiny"), ddim.NoiseSchedule.linear(1000), "eps")
+    return folder
+
+
+def test_slerp_endpoints_norm_and_angle():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 8, 8, generator=g, dtype=torch.float64), torch.randn(1, 8, 8, generator=g, dtype=torch.float64)
+    b = b / b.norm() * a.norm()  # on one sphere slerp moves at constant speed and keeps the norm
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    # equal angular steps: consecutive frames are equally far apart on the arc
+    gaps = [(path[i + 1] - path[i]).norm().item() for i in range(4)]
+    assert max(gaps) - min(gaps) < 1e-9 * max(gaps)
+    torch.testing.assert_close(path.flatten(1).norm(dim=1), a.norm().expand(5))
+    with pytest.raises(ValueError, match="same shape"):
+        slerp(a, b[..., :4], [0.5])
+
+
+def write_png(path, array, mode):
+    from PIL import Image
+
+    Image.fromarray(array.astype(np.uint8), mode).save(path)
+
+
+def test_invert_and_interpolate_commands(model_folder, tmp_path, capsys):
+    write_png(tmp_path / "a.png", np.full((8, 8), 40), "L")
+    write_png(tmp_path / "b.png", np.eye(8) * 255, "L")
+    code = main(["invert", str(model_folder), "--images", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--steps", "5",
+                 "--method", "fixed-point", "--output", str(tmp_path / "inv"), "--no-progress"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[0].startswith("per-dimension MSE") and out[1].endswith("reconstruction.png")
+    saved = np.load(tmp_path / "inv" / "latents.npz")
+    assert saved["latents"].shape == (2, 1, 8, 8) and str(saved["method"]) == "fixed-point"
+    code = main(["interpolate", str(model_folder), "--dataset", "digits", "--steps", "4", "--frames", "5", "--output", str(tmp_path / "i1"), "--no-progress"])
+    assert code == 0 and capsys.readouterr().out.strip().endswith("interpolation.png")
+    code = main(["interpolate", str(model_folder), "--seeds", "1", "2", "--steps", "3", "--output", str(tmp_path / "i2"), "--no-progress"])
+    assert code == 0
+
+
+def test_interpolation_endpoints_decode_to_the_reconstructions(model_folder):
+    m = ddim.load(model_folder)
+    x0 = ddim.data.load_dataset("digits", split="test").data[:2]
+    with torch.no_grad():
+        z = ddim.invert(m.model, m.schedule, x0, steps=6)
+        recon = ddim.sample(m.model, m.schedule, z, steps=6)
+        frames = ddim.sample(m.model, m.schedule, slerp(z[0], z[1], torch.linspace(0, 1, 4)), steps=6)
+    torch.testing.assert_close(frames[[0, -1]], recon, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: write_png(d / "x.png", np.zeros((16, 16)), "L"), "x.png is 16x16, but the model expects 8x8 images"),
+        (lambda d: write_png(d / "x.png", np.zeros((8, 8, 3)), "RGB"), "x.png is RGB, but the model expects grayscale (1 channel) images"),
+        (lambda d: (d / "x.png").write_bytes(b"junk"), "cannot read image"),
+    ],
+)
+def test_invert_bad_images(model_folder, tmp_path, capsys, make, message):
+    make(tmp_path)
+    code = main(["invert", str(model_folder), "--images", str(tmp_path / "x.png"), "--output", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_invert_bad_arguments(model_folder, tmp_path, capsys):
+    code = main(["invert", str(model_folder), "--output", str(tmp_path / "o")])
+    assert code == 2 and "give either --images FILE [FILE ...] or --dataset NAME" in capsys.readouterr().err
+    code = main(["invert", str(model_folder), "--dataset", "digits", "--method", "exact", "--output", str(tmp_path / "o")])
+    assert code == 2 and "unknown --method 'exact'; choose one of ddim, fixed-point" in capsys.readouterr().err
+    code = main(["invert", str(model_folder), "--dataset", "moons", "--output", str(tmp_path / "o")])
+    assert code == 2 and "moons images are (2,), but the model expects (1, 8, 8)" in capsys.readouterr().err
