@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from _tables import steps_table
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
@@ -118,16 +119,16 @@ def write_markdown(args, rows, floor_fd, floor_mode) -> None:
         "",
         "Frechet distance to the true mean and covariance (lower is better):",
         "",
-        "| sampler | " + " | ".join(f"S={S}" for S in steps) + " |",
-        "|---|" + "---:|" * len(steps),
+        *steps_table(names, steps, lambda n, S: f"{cell[(n, S)]['fd']:.4f}"),
+        "",
+        "Mode-weight error (total variation between sample fractions per mode and true weights):",
+        "",
+        *steps_table(names, steps, lambda n, S: f"{cell[(n, S)]['mode_error']:.4f}"),
+        "",
+        "Wall time per cell (seconds, all samples):",
+        "",
+        *steps_table(names, steps, lambda n, S: f"{cell[(n, S)]['seconds']:.1f}"),
     ]
-    lines += [f"| {n} | " + " | ".join(f"{cell[(n, S)]['fd']:.4f}" for S in steps) + " |" for n in names]
-    lines += ["", "Mode-weight error (total variation between sample fractions per mode and true weights):", "",
-              "| sampler | " + " | ".join(f"S={S}" for S in steps) + " |", "|---|" + "---:|" * len(steps)]
-    lines += [f"| {n} | " + " | ".join(f"{cell[(n, S)]['mode_error']:.4f}" for S in steps) + " |" for n in names]
-    lines += ["", "Wall time per cell (seconds, all samples):", "",
-              "| sampler | " + " | ".join(f"S={S}" for S in steps) + " |", "|---|" + "---:|" * len(steps)]
-    lines += [f"| {n} | " + " | ".join(f"{cell[(n, S)]['seconds']:.1f}" for S in steps) + " |" for n in names]
     (args.out / "gmm-samplers.md").write_text("\n".join(lines) + "\n")
 
 

@@ -141,13 +141,9 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
     taken = [n for n in names if (folder / n).exists()]
     if taken and not overwrite:
         raise CliError(f"{folder / taken[0]} already exists; pass --overwrite or choose another --output")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".ddim-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise CliError(f"cannot write to output folder {folder}: {err.strerror or err}") from None
+    from .files import ensure_writable_dir
+
+    ensure_writable_dir(folder)
 
 
 def cmd_sample(args) -> int:

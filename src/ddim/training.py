@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .data import Dataset, load_dataset
+from .files import ensure_writable_dir
 from .models import build_model, save_model
 from .prediction import check_prediction, eps_x0_to
 from .schedule import NoiseSchedule
@@ -213,13 +214,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"output folder {out} is not empty; pass --resume to continue it or --overwrite to replace it")
         shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"cannot write to output folder {out}: {err.strerror}") from None
+    ensure_writable_dir(out)
 
 
 def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:

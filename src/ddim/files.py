@@ -1,0 +1,18 @@
+"""Small file-system helpers shared by the trainer and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["ensure_writable_dir"]
+
+
+def ensure_writable_dir(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it writable, or raise a one-line ValueError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".ddim-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to output folder {folder}: {err.strerror or err}") from None
