@@ -104,6 +104,7 @@ def _add_interpolate(sub) -> None:
                        description="Interpolate between two images (inverted first) or two seeds with slerp on x_T; writes a PNG strip.")
     _add_inputs(p, "interpolate")
     p.add_argument("--seeds", type=int, nargs=2, default=None, help="or two seeds: interpolate between their noise latents")
+    p.add_argument("--latents", default=None, help="or a latents.npz written by 'ddim invert' (uses --index to pick two)")
     p.add_argument("--index", type=int, nargs=2, default=(0, 1), help="which two dataset images (default 0 1)")
     p.add_argument("--frames", type=int, default=9, help="images in the strip, ends included (default 9)")
     p.set_defaults(func=cmd_interpolate)
@@ -275,10 +276,13 @@ def cmd_interpolate(args) -> int:
         raise CliError(f"--frames must be at least 2, got {args.frames}")
     out = Path(args.output)
     _check_output(out, ["interpolation.png"], args.overwrite)
+    sources = [args.seeds is not None, args.latents is not None, args.images is not None or args.dataset is not None]
+    if sum(sources) > 1:
+        raise CliError("give one source of the two end points: --seeds, --latents, or images (--images / --dataset)")
     if args.seeds is not None:
-        if args.images is not None or args.dataset is not None:
-            raise CliError("give either --seeds or images (--images / --dataset), not both")
         z = torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(s)) for s in args.seeds])
+    elif args.latents is not None:
+        z = _read_latents(Path(args.latents), m, args.index)
     else:
         x0 = _inputs(args, m, 2, pick=args.index)
         if len(x0) != 2:
@@ -291,6 +295,24 @@ def cmd_interpolate(args) -> int:
     png = save_png(make_grid(frames, nrow=args.frames, scale=max(1, 64 // frames.shape[-1])), out / "interpolation.png")
     print(png)
     return 0
+
+
+def _read_latents(path: Path, m, index) -> "torch.Tensor":
+    """Two latents from a latents.npz of 'ddim invert', checked against the model's sample shape."""
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise CliError(f"no latent file {path}")
+    try:
+        latents = np.load(path)["latents"]
+    except (OSError, ValueError, KeyError) as err:
+        raise CliError(f"{path} is not a latents.npz written by 'ddim invert' ({err})") from None
+    if tuple(latents.shape[1:]) != tuple(m.sample_shape):
+        raise CliError(f"latents in {path} have shape {tuple(latents.shape[1:])}, but this model samples {tuple(m.sample_shape)}")
+    if not all(0 <= i < len(latents) for i in index):
+        raise CliError(f"--index must lie in 0..{len(latents) - 1} for {path}")
+    return torch.from_numpy(latents[list(index)]).float()
 
 
 def cmd_info(args) -> int:
