@@ -8,9 +8,9 @@ lands on x_0, so the DDPM comparison uses grids that end at t = 0.
 
 import pytest
 import torch
+from conftest import gen
 
 import ddim
-from conftest import gen
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -90,6 +90,6 @@ def test_invert_matches_ddiminversescheduler(linear, setup, steps):
         x = sched.step(model(x, t.expand(len(x))), t, x).prev_sample
         theirs.append(x)
     mine = []
-    ddim.invert(model, linear, x0, steps=steps, callback=lambda i, t, x, x0_hat: mine.append(x.clone()))
+    ddim.invert(model, linear, x0, steps=steps, callback=lambda i, t, x, x_from: mine.append(x.clone()))
     for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

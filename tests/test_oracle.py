@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import gen
 
 import ddim
-from conftest import gen
 from ddim.metrics import frechet_distance, gaussian_stats
 
 

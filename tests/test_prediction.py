@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import gen
+
 from ddim.prediction import PREDICTIONS, eps_x0_to, to_eps_x0
 
 

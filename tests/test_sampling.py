@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from conftest import gen
 
 import ddim
-from conftest import gen
 from ddim.sampling import ddim_sigma, ddim_step, ddpm_posterior
 
 

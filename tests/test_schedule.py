@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from conftest import gen
 
 import ddim
-from conftest import gen
 
 
 def test_linear_matches_ddpm_paper(linear):

@@ -26,9 +26,8 @@ def test_a_few_steps_per_preset_make_a_loadable_model(tmp_path, dataset, preset)
 
 
 def test_mnist_and_cifar_presets_on_folders(tmp_path):
-    from test_data import write_idx, write_pngs
-
     import numpy as np
+    from test_data import write_idx, write_pngs
 
     (tmp_path / "idx").mkdir()
     write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (4, 28, 28)))

@@ -33,6 +33,7 @@ __all__ = [
     "LoadedModel",
     "SHIPPED",
     "analytic",
+    "data",
     "metrics",
     "__version__",
 ]

@@ -297,7 +297,7 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
-def _read_latents(path: Path, m, index) -> "torch.Tensor":
+def _read_latents(path: Path, m, index):
     """Two latents from a latents.npz of 'ddim invert', checked against the model's sample shape."""
     import numpy as np
     import torch

@@ -230,6 +230,3 @@ def load(name_or_path: str | Path = "digits", device: str | torch.device = "cpu"
     model = Denoiser(net).to(device=device, dtype=dtype).eval().requires_grad_(False)
     return LoadedModel(model, schedule, shape, prediction, path, ours, classes)
 
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

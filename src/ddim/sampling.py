@@ -24,7 +24,8 @@ from torch import Tensor
 
 from .prediction import check_prediction, eps_from_x0, to_eps_x0
 from .schedule import NoiseSchedule, _math_dtype
-from .timesteps import check_timesteps, timesteps as make_timesteps
+from .timesteps import check_timesteps
+from .timesteps import timesteps as make_timesteps
 
 __all__ = [
     "METHODS",
@@ -222,7 +223,7 @@ def invert(
       step and runs ``iterations`` Anderson-accelerated fixed-point updates (1 + iterations model
       calls per step; stops early once the update's RMS falls below ``tol``).
 
-    ``callback(i, t, x_t, x0_hat)`` per step.
+    ``callback(i, t, x_t, x_from)`` per step: the new latent at level t and the point it came from.
     """
     if method not in INVERSION_METHODS:
         raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(INVERSION_METHODS)}")
@@ -243,9 +244,9 @@ def invert(
         z = G(x)  # plain DDIM inversion
         if method == "fixed-point":
             z = _anderson(G, z, iterations, tol)
-        x, ab_from = z, ab_to
         if callback is not None:
-            callback(i, t, x, x)
+            callback(i, t, z, x)
+        x, ab_from = z, ab_to
     return x.to(x0.dtype)
 
 
