@@ -252,8 +252,7 @@ def invert(
 
 def _ddim_map(x: Tensor, eps: Tensor, ab_from: float, ab_to: float) -> Tensor:
     """The eta = 0 DDIM map between levels with a given eps: sqrt(ab_to) x0_hat + sqrt(1 - ab_to) eps."""
-    x0_hat = (x - math.sqrt(1 - ab_from) * eps) / math.sqrt(ab_from)
-    return math.sqrt(ab_to) * x0_hat + math.sqrt(1 - ab_to) * eps
+    return ddim_step((x - math.sqrt(1 - ab_from) * eps) / math.sqrt(ab_from), eps, ab_to)
 
 
 def _anderson(G: Callable[[Tensor], Tensor], z: Tensor, iterations: int, tol: float) -> Tensor:
