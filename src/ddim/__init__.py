@@ -9,7 +9,7 @@ The public contract (DESIGN.md section 3)::
     m = ddim.load("digits")       # the shipped model: m.model, m.schedule, m.sample_shape, m.prediction
 """
 
-from . import analytic, data, metrics
+from . import analytic, data, features, metrics
 from .interpolation import slerp
 from .models import SHIPPED, LoadedModel, load
 from .prediction import PREDICTIONS
@@ -35,5 +35,6 @@ __all__ = [
     "analytic",
     "data",
     "metrics",
+    "features",
     "__version__",
 ]

@@ -68,7 +68,7 @@ class GaussianMixture:
         self.eigenvalues = self.eigenvalues.clamp(min=0)
 
     @classmethod
-    def random(cls, dim: int, modes: int, seed: int = 0, spread: float = 0.5, scale: tuple[float, float] = (0.05, 0.3)) -> "GaussianMixture":
+    def random(cls, dim: int, modes: int, seed: int = 0, spread: float = 0.5, scale: tuple[float, float] = (0.05, 0.3)) -> GaussianMixture:
         """A reproducible anisotropic mixture: means ~ N(0, spread^2 I), component stds in ``scale``, Dirichlet weights."""
         g = torch.Generator().manual_seed(seed)
         means = spread * torch.randn(modes, dim, generator=g, dtype=torch.float64)
@@ -81,7 +81,7 @@ class GaussianMixture:
         weights = gam / gam.sum()
         return cls(means, cov, weights)
 
-    def to(self, device: torch.device | str) -> "GaussianMixture":
+    def to(self, device: torch.device | str) -> GaussianMixture:
         """A copy whose tensors live on ``device``."""
         out = copy.copy(self)
         for name in ("means", "covariances", "weights", "eigenvalues", "eigenvectors"):
@@ -129,7 +129,7 @@ class GaussianMixture:
         counts = torch.bincount(self.assign(x), minlength=len(self.weights)).double()
         return 0.5 * (counts / counts.sum() - self.weights).abs().sum().item()
 
-    def denoiser(self, schedule: NoiseSchedule, prediction: str = "eps") -> "ExactDenoiser":
+    def denoiser(self, schedule: NoiseSchedule, prediction: str = "eps") -> ExactDenoiser:
         """The exact ``model(x_t, t)`` for this mixture under ``schedule``."""
         return _MixtureDenoiser(self, schedule, prediction)
 

@@ -110,14 +110,60 @@ def _add_interpolate(sub) -> None:
     p.set_defaults(func=cmd_interpolate)
 
 
+def _add_compare(sub) -> None:
+    from .compare import DEFAULT_SAMPLERS, DEFAULT_STEPS, CompareConfig
+    from .timesteps import SPACINGS
+
+    d = CompareConfig()
+    p = sub.add_parser(
+        "compare", help="measure a model over step counts and samplers (DDIM vs DDPM)",
+        description="Sample a model at every step count S and sampler (DDIM eta values, sigma-hat, ddpm); measure FD, KID, "
+        "precision/recall with a classifier trained on the data, and time; write report.md, results.csv, plots and a "
+        "consistency figure. Cells already in OUTPUT/cells are reused.",
+    )
+    p.add_argument("model", nargs="?", default=d.model, help="model folder or shipped name (default: digits)")
+    p.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS), help="step counts S (default 10 20 50 100 1000)")
+    p.add_argument("--eta", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="ETA|METHOD",
+                   help="DDIM eta values and/or methods sigma-hat, ddpm (default 0 0.2 0.5 1 sigma-hat)")
+    p.add_argument("--spacing", choices=SPACINGS, default=d.spacing, help="timestep grid (default uniform)")
+    p.add_argument("-n", "--num-images", type=int, default=d.num_images, help=f"images per cell and seed (default {d.num_images})")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="one run of the grid per seed; tables show the spread (default 0)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per model call (default {d.batch_size})")
+    p.add_argument("--features", default=None, help="feature network folder or shipped name (default: the one for the model's dataset)")
+    p.add_argument("--dataset", default=None, help="real data for the reference statistics (default: the model's training set)")
+    p.add_argument("--reference-split", choices=("train", "test"), default=d.reference_split, help="split of the real data (default train)")
+    p.add_argument("--consistency", type=int, default=d.consistency, help=f"latents in consistency.png (default {d.consistency}; 0 = none)")
+    p.add_argument("--inception", action="store_true", help="also Inception FID (needs pytorch-fid and its weights on this machine)")
+    p.add_argument("--output", default=d.output, help=f"output folder; reused cells live in OUTPUT/cells (default {d.output})")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_train_classifier(sub) -> None:
+    p = sub.add_parser(
+        "train-classifier", help="train the feature network used by ddim compare",
+        description="Train a small CNN classifier on a labelled image dataset; its penultimate layer is the feature space of FD/KID.",
+    )
+    p.add_argument("--dataset", default="digits", help="labelled image dataset (default digits)")
+    p.add_argument("--output", required=True, help="folder for config.json and model.safetensors")
+    p.add_argument("--epochs", type=int, default=60, help="passes over the training split (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing network in --output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_classifier)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,train-classifier}")
     _add_train(sub)
     _add_sample(sub)
     _add_invert(sub)
     _add_interpolate(sub)
     _add_info(sub)
+    _add_compare(sub)
+    _add_train_classifier(sub)
     return parser
 
 
@@ -343,9 +389,41 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import shlex
+
+    from .compare import CompareConfig, compare
+
+    cfg = CompareConfig(
+        model=args.model, steps=tuple(args.steps), samplers=tuple(args.eta), spacing=args.spacing, num_images=args.num_images,
+        seeds=tuple(args.seeds), batch_size=args.batch_size, output=args.output, features=args.features, dataset=args.dataset,
+        reference_split=args.reference_split, consistency=args.consistency, inception=args.inception, device=args.device,
+        command="ddim " + shlex.join(args.argv),
+    )
+    compare(cfg, progress=not args.no_progress)
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    import shlex
+
+    from .features import save_features, train_classifier
+
+    out = Path(args.output)
+    _check_output(out, ["model.safetensors", "config.json"], args.overwrite)
+    if args.epochs < 1:
+        raise CliError(f"--epochs must be at least 1, got {args.epochs}")
+    net, info = train_classifier(args.dataset, epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    info["command"] = "ddim " + shlex.join(args.argv)
+    save_features(net, out, info)
+    print(f"held-out accuracy {info['test_accuracy']:.2%} ({info['test_images']} images), training accuracy {info['train_accuracy']:.2%}; wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (CliError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:

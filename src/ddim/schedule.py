@@ -40,13 +40,13 @@ class NoiseSchedule:
         self.config: dict = {"kind": "custom", "betas": betas.tolist()}  # how to rebuild it (see from_config)
 
     @classmethod
-    def _made(cls, betas: Tensor, kind: str, **params) -> "NoiseSchedule":
+    def _made(cls, betas: Tensor, kind: str, **params) -> NoiseSchedule:
         schedule = cls(betas, name=kind)
         schedule.config = {"kind": kind, **params}
         return schedule
 
     @classmethod
-    def from_config(cls, config: dict) -> "NoiseSchedule":
+    def from_config(cls, config: dict) -> NoiseSchedule:
         """Rebuild a schedule from its ``config`` dict (as saved in a model folder)."""
         config = dict(config)
         kind, zero_snr = config.pop("kind", None), config.pop("zero_terminal_snr", False)
@@ -60,33 +60,33 @@ class NoiseSchedule:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_betas(cls, betas: Tensor | list[float], name: str = "custom") -> "NoiseSchedule":
+    def from_betas(cls, betas: Tensor | list[float], name: str = "custom") -> NoiseSchedule:
         """Any sequence of betas in (0, 1] (only the last may equal 1)."""
         return cls(torch.as_tensor(betas, dtype=torch.float64), name=name)
 
     @classmethod
-    def from_alphas_cumprod(cls, alphas_cumprod: Tensor, name: str = "custom") -> "NoiseSchedule":
+    def from_alphas_cumprod(cls, alphas_cumprod: Tensor, name: str = "custom") -> NoiseSchedule:
         """Betas recovered from a strictly decreasing alpha-bar table (alpha_t = ab_t / ab_{t-1})."""
         ab = torch.as_tensor(alphas_cumprod, dtype=torch.float64).flatten()
         prev = torch.cat([ab.new_ones(1), ab[:-1]])
         return cls(1.0 - ab / prev, name=name)
 
     @classmethod
-    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
         """DDPM's linear betas (Ho et al. 2020, sec. 4: 1e-4 .. 0.02 over T = 1000)."""
         _check_T(T)
         betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
         return cls._made(betas, "linear", T=T, beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
-    def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":
+    def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> NoiseSchedule:
         """Linear in sqrt(beta) (the latent-diffusion / Stable Diffusion schedule)."""
         _check_T(T)
         root = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=torch.float64)
         return cls._made(root**2, "scaled_linear", T=T, beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
-    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
         """Nichol & Dhariwal 2021 eq. 17: ab(t) = f(t)/f(0), f(t) = cos^2(pi/2 (t/T + s)/(1 + s)); betas capped."""
         _check_T(T)
 
@@ -99,14 +99,14 @@ class NoiseSchedule:
         return cls._made(betas, "cosine", T=T, s=s, max_beta=max_beta)
 
     @classmethod
-    def sigmoid(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, width: float = 6.0) -> "NoiseSchedule":
+    def sigmoid(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, width: float = 6.0) -> NoiseSchedule:
         """Betas following a sigmoid from beta_start to beta_end over [-width, width] (GeoDiff-style)."""
         _check_T(T)
         ramp = torch.sigmoid(torch.linspace(-width, width, T, dtype=torch.float64))
         betas = beta_start + (beta_end - beta_start) * ramp
         return cls._made(betas, "sigmoid", T=T, beta_start=beta_start, beta_end=beta_end, width=width)
 
-    def rescale_zero_terminal_snr(self) -> "NoiseSchedule":
+    def rescale_zero_terminal_snr(self) -> NoiseSchedule:
         """Lin et al. 2023, Algorithm 1: shift/scale sqrt(ab) so ab_{T-1} = 0 and ab_0 is unchanged.
 
         The result needs v- or x0-prediction: with eps-prediction the first sampling step divides by

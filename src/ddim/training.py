@@ -69,7 +69,7 @@ class TrainConfig:
     grid_size: int = 64
     sample_steps: int = 50
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         check_prediction(self.prediction)
         for name in ("steps", "batch_size", "grad_accum", "T", "log_every", "sample_every", "checkpoint_every", "grid_size"):
             if getattr(self, name) < 1:

@@ -1,0 +1,125 @@
+"""``ddim compare`` end to end on a tiny grid, resume, and its errors; ``ddim train-classifier``."""
+
+import csv
+
+import pytest
+import torch
+
+import ddim
+from ddim.cli import main
+from ddim.compare import parse_sampler
+from ddim.models import build_model, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("m") / "tiny-digits"
+    return save_model(folder, build_model("tiny"), ddim.NoiseSchedule.linear(1000), "eps", {"train": {"dataset": "digits"}})
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+GRID = ["--steps", 2, 4, "-n", 6, "--seeds", 0, 1, "--batch-size", 4, "--consistency", 3, "--no-progress", "--eta", 0, 1, "sigma-hat"]
+
+
+def test_compare_writes_every_output_and_resumes(tiny_digits, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, err = run(["compare", tiny_digits, *GRID, "--output", out], capsys)
+    assert code == 0, err
+    assert "12 cells sampled, 0 reused" in stdout
+    for name in ("report.md", "results.csv", "metrics_vs_steps.png", "fd_vs_time.png", "consistency.png", "config.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 12 and {r["sampler"] for r in rows} == {"0.0", "1.0", "σ̂"}
+    assert all(float(r["calls_per_image"]) == int(r["steps"]) for r in rows)
+    assert all(float(r["fd"]) > 0 and 0 <= float(r["precision"]) <= 1 for r in rows)
+    report = (out / "report.md").read_text()
+    assert "## FD-digits" in report and "| eta \\ S | 2 | 4 |" in report and "| σ̂ |" in report and " ± " in report
+    assert "ddim compare " in report and "held-out real images" in report
+    from PIL import Image
+
+    assert Image.open(out / "consistency.png").size == (3 * (64 + 2) + 2, 2 * (64 + 2) + 2)  # 3 latents x 2 step counts
+
+    cells = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    code, stdout, _ = run(["compare", tiny_digits, *GRID, "--output", out], capsys)
+    assert code == 0 and "0 cells sampled, 12 reused" in stdout
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == cells
+    assert list(csv.DictReader((out / "results.csv").open())) == rows  # same images, same numbers
+
+    # a grown grid samples only the new cells; a changed setting resamples
+    code, stdout, _ = run(["compare", tiny_digits, *GRID, 0.5, "--output", out], capsys)
+    assert "4 cells sampled, 12 reused" in stdout
+    code, stdout, _ = run(["compare", tiny_digits, *[a if a != 6 else 5 for a in GRID], "--output", out], capsys)
+    assert "12 cells sampled, 0 reused" in stdout
+
+
+def test_cells_of_one_seed_share_x_T_and_seeds_differ(tiny_digits, tmp_path, capsys):
+    import numpy as np
+
+    out = tmp_path / "cmp"
+    assert run(["compare", tiny_digits, "--steps", 1, 3, "--eta", 0, "-n", 4, "--seeds", 0, 1, "--consistency", 0, "--no-progress", "--output", out], capsys)[0] == 0
+    # S = 1 from x_T is one deterministic step, so equal x_T give equal images; reproduce seed 1 by hand
+    m = ddim.load(tiny_digits)
+    gens = [torch.Generator().manual_seed(1_000_000 + i) for i in range(4)]
+    x_T = torch.stack([torch.randn(m.sample_shape, generator=g) for g in gens])
+    with torch.no_grad():
+        x0 = ddim.sample(m.model, m.schedule, x_T, steps=1)
+    expect = ((x0.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    with np.load(out / "cells" / "eta0-S1-seed1.npz") as f:
+        np.testing.assert_array_equal(f["images"], expect)
+    with np.load(out / "cells" / "eta0-S1-seed0.npz") as f:
+        assert not np.array_equal(f["images"], expect)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--eta", "2"], "DDIM eta must lie in [0, 1], got 2"),
+        (["--eta", "fast"], "sampler 'fast' is neither a DDIM eta (a number in [0, 1]) nor a method (ddim, ddpm, sigma-hat)"),
+        (["--eta", "0", "0.0"], "the same sampler is listed twice in ['0', '0.0']"),
+        (["--steps", "0", "10"], "step counts must lie in 1..1000 (this model's training steps), got [0]"),
+        (["-n", "2"], "--num-images must be at least 4 (metrics need a few samples), got 2"),
+        (["--seeds", "1", "1"], "seeds repeat: [1, 1]"),
+        (["--features", "nowhere"], "no feature network at nowhere: expected config.json and model.safetensors"),
+        (["--dataset", "fashion-mnist"], "no shipped feature network for dataset 'fashion-mnist'"),
+    ],
+)
+def test_compare_bad_input(tiny_digits, tmp_path, capsys, extra, message):
+    code, _, err = run(["compare", tiny_digits, "--steps", "2", "-n", "4", "--no-progress", "--output", tmp_path / "o", *extra], capsys)
+    assert code == 2
+    assert err.startswith("ddim compare: error: ") and message in err
+
+
+def test_compare_needs_to_know_the_dataset(tmp_path, capsys):
+    folder = save_model(tmp_path / "anon", build_model("tiny"), ddim.NoiseSchedule.linear(1000), "eps")
+    code, _, err = run(["compare", folder, "--steps", "2", "-n", "4", "--output", tmp_path / "o"], capsys)
+    assert code == 2 and "does not say which dataset it was trained on; pass --dataset" in err
+
+
+def test_parse_sampler_labels():
+    assert parse_sampler("0") == ("ddim", 0.0, "0.0")
+    assert parse_sampler("0.25") == ("ddim", 0.25, "0.25")
+    assert parse_sampler("sigma-hat") == ("sigma-hat", 0.0, "σ̂")
+    assert parse_sampler("ddpm") == ("ddpm", 0.0, "DDPM")
+
+
+def test_train_classifier_cli(tmp_path, capsys):
+    out = tmp_path / "clf"
+    code, stdout, err = run(["train-classifier", "--epochs", 1, "--output", out, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "held-out accuracy" in stdout
+    net = ddim.features.load_features(out)
+    assert net.info["command"] == f"ddim train-classifier --epochs 1 --output {out} --no-progress"
+    assert net.info["test_accuracy"] > 0.5  # one epoch is far above chance (0.1)
+    code, _, err = run(["train-classifier", "--epochs", 1, "--output", out], capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err
