@@ -164,13 +164,13 @@ def test_explicit_timesteps_override_steps(linear, mixture):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(method="euler"), "unknown method 'euler'; choose one of ddim, ddpm, sigma-hat"),
+        (dict(method="euler"), r"unknown method 'euler'; choose one of ddim, ddpm, sigma-hat, dpm\+\+2m"),
         (dict(eta=-0.1), r"eta must lie in \[0, 1\]"),
         (dict(eta=1.5), r"eta must lie in \[0, 1\]"),
         (dict(eta=0.5, method="ddpm"), "eta applies to method='ddim' only"),
         (dict(prediction="noise"), "unknown prediction type 'noise'"),
         (dict(steps=1001), r"steps must be an integer in 1\.\.1000"),
-        (dict(spacing="karras"), "unknown spacing 'karras'"),
+        (dict(spacing="edm"), "unknown spacing 'edm'"),
         (dict(clip_x0=0), "clip_x0 must be a positive bound"),
         (dict(dynamic_threshold=1.5), r"dynamic_threshold is a quantile in \(0, 1\)"),
     ],

@@ -8,19 +8,21 @@ import ddim
 @pytest.mark.parametrize("spacing", ddim.SPACINGS)
 def test_every_grid_has_exactly_S_distinct_decreasing_in_range_steps(spacing):
     T = 1000
+    ab = ddim.NoiseSchedule.linear(T).alphas_cumprod  # used by logsnr / karras only
     for S in range(1, T + 1):
-        tau = ddim.timesteps(T, S, spacing)
+        tau = ddim.timesteps(T, S, spacing, ab)
         assert tau.dtype == torch.long and tau.shape == (S,), (spacing, S)
         assert tau.min() >= 0 and tau.max() <= T - 1, (spacing, S)
         assert (tau[1:] < tau[:-1]).all(), (spacing, S)
-    assert ddim.timesteps(T, T, spacing).tolist() == list(range(T - 1, -1, -1))
+    assert ddim.timesteps(T, T, spacing, ab).tolist() == list(range(T - 1, -1, -1))
 
 
 @pytest.mark.parametrize("spacing", ddim.SPACINGS)
 def test_small_T(spacing):
     for T in range(1, 12):
+        ab = ddim.NoiseSchedule.linear(T).alphas_cumprod
         for S in range(1, T + 1):
-            tau = ddim.timesteps(T, S, spacing)
+            tau = ddim.timesteps(T, S, spacing, ab)
             assert len(set(tau.tolist())) == S and tau.min() >= 0 and tau.max() < T
 
 
@@ -80,3 +82,25 @@ def test_explicit_grid_validation():
         check_timesteps([10, 0], 10)
     with pytest.raises(ValueError, match=r"must lie in 0\.\.9"):
         check_timesteps([3, -1], 10)
+
+
+@pytest.mark.parametrize("kind", ["linear", "scaled_linear"])  # (cosine: its capped last betas put lambda(T-1) far out)
+def test_logsnr_and_karras_follow_the_noise_level(kind):
+    sched = getattr(ddim.NoiseSchedule, kind)(1000)
+    lam = (0.5 * (sched.alphas_cumprod.log() - (-sched.alphas_cumprod).log1p())).numpy()
+    for S in (10, 20):  # (at larger S, integer steps near t = 0 are coarser than the even lambda spacing)
+        lg = ddim.timesteps(1000, S, "logsnr", sched.alphas_cumprod).numpy()
+        kr = ddim.timesteps(1000, S, "karras", sched.alphas_cumprod).numpy()
+        assert lg[0] == kr[0] == 999 and lg[-1] == kr[-1] == 0
+        gaps = np.diff(lam[lg])  # even in lambda, up to rounding to integer steps
+        assert gaps.max() < 1.6 * np.median(gaps) and gaps.min() > 0
+        s_tilde = np.exp(-lam[kr]) ** (1 / 7)  # Karras: even in sigma^(1/rho)
+        steps = np.diff(s_tilde)
+        assert np.abs(steps - np.median(steps)).max() < 0.35 * abs(np.median(steps))
+
+
+def test_schedule_spacings_need_the_schedule():
+    with pytest.raises(ValueError, match="spacing 'karras' depends on the noise schedule; pass alphas_cumprod=schedule.alphas_cumprod"):
+        ddim.timesteps(1000, 10, "karras")
+    with pytest.raises(ValueError, match=r"alphas_cumprod has shape \(10,\), expected \(1000,\)"):
+        ddim.timesteps(1000, 10, "logsnr", torch.ones(10) * 0.5)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .prediction import check_prediction, eps_from_x0, to_eps_x0
 from .schedule import NoiseSchedule, _math_dtype
+from .solvers import SOLVERS, Multistep, heun_step, is_multistep
 from .timesteps import check_timesteps
 from .timesteps import timesteps as make_timesteps
 
@@ -46,6 +47,7 @@ METHODS: dict[str, str] = {
     "ddim": "generalized DDIM step (eq. 12); eta=0 deterministic ODE solver, eta=1 DDPM-like",
     "ddpm": "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain",
     "sigma-hat": "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)",
+    **SOLVERS,  # higher-order solvers (solvers.py)
 }
 INVERSION_METHODS: dict[str, str] = {
     "ddim": "plain DDIM inversion: the eta=0 step run towards noise, eps taken at the current point (1 call/step)",
@@ -134,7 +136,7 @@ def _randn(like: Tensor, generator: Generator) -> Tensor:
 def _grid(schedule: NoiseSchedule, steps: int, spacing: str, timesteps: Sequence[int] | Tensor | None) -> Tensor:
     if timesteps is not None:
         return check_timesteps(timesteps, len(schedule))
-    return make_timesteps(len(schedule), steps, spacing)
+    return make_timesteps(len(schedule), steps, spacing, schedule.alphas_cumprod)
 
 
 def _progress(iterable, enabled: bool, desc: str):
@@ -180,15 +182,24 @@ def sample(
     _check_options(clip_x0, dynamic_threshold)
     tau = _grid(schedule, steps, spacing, timesteps)
     x = x_T.to(_math_dtype(x_T))
+    options = dict(model_dtype=x_T.dtype, clip_x0=clip_x0, dynamic_threshold=dynamic_threshold)
+    multistep = Multistep(method) if is_multistep(method) else None
     for i in _progress(range(len(tau)), progress, f"{method} sampling"):
         t = int(tau[i])
-        ab_t = schedule.alpha_bar(t)
-        ab_prev = schedule.alpha_bar(int(tau[i + 1]) if i + 1 < len(tau) else -1)
-        eps, x0 = predict(
-            model, x, t, ab_t, prediction,
-            model_dtype=x_T.dtype, clip_x0=clip_x0, dynamic_threshold=dynamic_threshold,
-        )
-        x, std = _method_step(method, x, eps, x0, ab_t, ab_prev, eta)
+        t_prev = int(tau[i + 1]) if i + 1 < len(tau) else -1
+        ab_t, ab_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+        eps, x0 = predict(model, x, t, ab_t, prediction, **options)
+        if multistep is not None:
+            x, std = multistep.step(x, x0, ab_t, ab_prev)
+        elif method == "heun":
+            x_next = x0  # the last step (to alpha-bar 1) is Euler's = DDIM's: x0_hat
+            if t_prev >= 0:  # Euler (= DDIM) predictor, then the trapezoid through the slope there
+                euler = heun_step(x, eps, None, ab_t, ab_prev)
+                eps_next, _ = predict(model, euler, t_prev, ab_prev, prediction, **options)
+                x_next = heun_step(x, eps, eps_next, ab_t, ab_prev)
+            x, std = x_next, 0.0
+        else:
+            x, std = _method_step(method, x, eps, x0, ab_t, ab_prev, eta)
         if std > 0:
             x = x + std * _randn(x, generator)
         if callback is not None:

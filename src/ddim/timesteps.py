@@ -11,6 +11,12 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
 - "trailing":  round(T - i * T / S) - 1, i = 0..S-1, in exact integer arithmetic (ties round up):
                starts at T - 1 (Lin et al. 2023, Table 2); exactly S steps (diffusers' float
                version gives S + 1 steps ending at -1 for some S).
+- "logsnr":    uniform in lambda = log(alpha / sigma) between the ends of the schedule (DPM-Solver's
+               choice), each level rounded to the training step with the nearest lambda.
+- "karras":    sigma / alpha = (smax^(1/rho) + i / (S - 1) (smin^(1/rho) - smax^(1/rho)))^rho, rho = 7
+               (Karras et al. 2022, eq. 5), rounded the same way.
+The last two depend on the noise schedule (pass ``alphas_cumprod``); rounded levels that collide
+are pushed apart, so they too give exactly S distinct steps with both ends visited.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from torch import Tensor
 
 __all__ = ["SPACINGS", "timesteps", "check_timesteps"]
 
-SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing")
+SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras")
+SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
+KARRAS_RHO = 7.0
 
 
-def timesteps(T: int, S: int, spacing: str = "uniform") -> Tensor:
+def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor | np.ndarray | None = None) -> Tensor:
     """The decreasing grid of S steps out of T for ``spacing`` (one of ``ddim.SPACINGS``)."""
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"T (training steps) must be a positive integer, got {T!r}")
@@ -43,9 +51,30 @@ def timesteps(T: int, S: int, spacing: str = "uniform") -> Tensor:
     elif spacing == "trailing":
         i = np.arange(S - 1, -1, -1, dtype=np.int64)
         ascending = (2 * T * (S - i) + S) // (2 * S) - 1  # round(T (S - i) / S) - 1, exact, ties up
+    elif spacing in SCHEDULE_SPACINGS:
+        ascending = _by_noise_level(T, S, spacing, alphas_cumprod)
     else:
         raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return torch.from_numpy(ascending[::-1].copy()).long()
+
+
+def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
+    if alphas_cumprod is None:
+        raise ValueError(f"spacing {spacing!r} depends on the noise schedule; pass alphas_cumprod=schedule.alphas_cumprod")
+    ab = torch.as_tensor(alphas_cumprod).double().cpu().numpy()
+    if ab.shape != (T,):
+        raise ValueError(f"alphas_cumprod has shape {ab.shape}, expected ({T},)")
+    lam = 0.5 * (np.log(ab) - np.log1p(-ab))  # decreasing in t
+    if S == 1:
+        return np.array([T - 1])
+    u = np.linspace(0.0, 1.0, S)
+    if spacing == "logsnr":
+        targets = lam[-1] + u * (lam[0] - lam[-1])
+    else:
+        lo, hi = np.exp(-lam[0]) ** (1 / KARRAS_RHO), np.exp(-lam[-1]) ** (1 / KARRAS_RHO)
+        targets = -np.log((hi + u * (lo - hi)) ** KARRAS_RHO)
+    nearest = np.abs(lam[None, :] - targets[:, None]).argmin(1)  # from t = T-1 down to 0
+    return _spread(np.sort(nearest), T)
 
 
 def _spread(ascending: np.ndarray, T: int) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""Higher-order solvers: their maths, first-order limits, and orders of convergence on the exact oracle."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import gen
+
+import ddim
+from ddim.solvers import SOLVERS, phi_integral, weights
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("x", [1e-4, 0.3, 1.99, 2.01, 3.0, 12.0])
+def test_phi_integral_matches_quadrature(k, x):
+    from scipy.integrate import quad
+
+    exact = math.exp(-x) * quad(lambda v: math.exp(v) * v**k, 0, x, epsabs=0, epsrel=1e-13)[0]
+    assert phi_integral(k, x) == pytest.approx(exact, rel=1e-10)
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_weights_integrate_polynomials_exactly(stochastic):
+    from scipy.integrate import quad
+
+    c, h = (2.0 if stochastic else 1.0), 0.37
+    nodes = [0.0, -0.8, -1.9]  # (lambda_j - lambda_s) / h of three past values
+    w = weights(nodes, h, stochastic)
+    for k in range(3):  # m(u) = u^k is reproduced exactly by a quadratic
+        exact = quad(lambda u: c * math.exp(c * (u - h)) * u**k, 0, h)[0]
+        assert float(np.dot(w, [(s * h) ** k for s in nodes])) == pytest.approx(exact, rel=1e-10, abs=1e-14)
+
+
+def _first_steps(model, sched, x_T, method, eta=0.0, steps=20):
+    seen = []
+    ddim.sample(model, sched, x_T, steps=steps, method=method, eta=eta, generator=gen(4), callback=lambda i, t, x, x0: seen.append(x.clone()))
+    return seen
+
+
+@pytest.mark.parametrize("method", ["dpm++2m", "dpm++3m", "unipc", "heun"])
+def test_deterministic_solvers_start_with_the_ddim_step(linear, mixture, method):
+    """With one x0_hat available the exponential integrator is DDIM (eta = 0); Heun's predictor is too."""
+    model = mixture.denoiser(linear)
+    x_T = torch.randn(32, 6, generator=gen(1), dtype=torch.float64)
+    ddim_x = _first_steps(model, linear, x_T, "ddim")[0]
+    if method == "heun":  # reconstruct the Euler point from the model's eps at x_T
+        from ddim.sampling import predict
+        from ddim.solvers import heun_step
+
+        tau = ddim.timesteps(1000, 20)
+        eps, _ = predict(model, x_T, int(tau[0]), linear.alpha_bar(int(tau[0])))
+        euler = heun_step(x_T, eps, None, linear.alpha_bar(int(tau[0])), linear.alpha_bar(int(tau[1])))
+        torch.testing.assert_close(euler, ddim_x, rtol=1e-12, atol=1e-12)
+    else:
+        torch.testing.assert_close(_first_steps(model, linear, x_T, method)[0], ddim_x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["dpm++2m-sde", "dpm++3m-sde"])
+def test_stochastic_solvers_start_with_the_ddpm_step(linear, mixture, method):
+    """With one x0_hat the SDE integrator is DDPM's posterior step (= DDIM eta = 1), noise included."""
+    model = mixture.denoiser(linear)
+    x_T = torch.randn(32, 6, generator=gen(1), dtype=torch.float64)
+    torch.testing.assert_close(_first_steps(model, linear, x_T, method)[0], _first_steps(model, linear, x_T, "ddim", eta=1.0)[0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", list(SOLVERS))
+def test_one_step_is_the_denoiser_output(linear, mixture, method):
+    model = mixture.denoiser(linear)
+    x_T = torch.randn(16, 6, generator=gen(2), dtype=torch.float64)
+    torch.testing.assert_close(ddim.sample(model, linear, x_T, steps=1, method=method), ddim.sample(model, linear, x_T, steps=1), rtol=0, atol=0)
+
+
+# order p: the error of the S-step solution, measured as its distance to the (2S - 1)-step one on
+# nested grids, falls by 2^p when S doubles. The grids run from t = 1024 to t = 256 (then one
+# denoising jump, the same for all S), which keeps clear of the steep end of lambda(t) where the
+# solvers deliberately lower their order.
+ORDERS = {"ddim": (0.9, 1.1), "dpm++2m": (1.9, 2.15), "heun": (1.9, 2.15), "unipc": (2.85, 3.2), "dpm++3m": (2.8, 3.2)}
+
+
+@pytest.mark.parametrize("method", list(ORDERS))
+def test_order_of_convergence_on_the_exact_oracle(method):
+    T = 1025  # so that grids of 2^k + 1 steps nest
+    sched = ddim.NoiseSchedule.linear(T)
+    model = ddim.analytic.GaussianMixture.random(dim=4, modes=3, seed=1, scale=(0.3, 0.6)).denoiser(sched)
+    x_T = torch.randn(64, 4, generator=gen(0), dtype=torch.float64)
+    run = lambda S: ddim.sample(model, sched, x_T, method=method, timesteps=torch.linspace(T - 1, 256, S).round().long())
+    xs = {S: run(S) for S in (33, 65, 129)}
+    e1, e2 = (xs[33] - xs[65]).pow(2).mean().sqrt(), (xs[65] - xs[129]).pow(2).mean().sqrt()
+    lo, hi = ORDERS[method]
+    assert lo < math.log2(e1 / e2) < hi
+
+
+def test_higher_order_beats_ddim_at_equal_calls(linear):
+    """On the 64-D mixture at 10 calls with the log-SNR grid, the multistep solvers land closer to
+    the exact ODE solution than DDIM does."""
+    mixture = ddim.analytic.GaussianMixture.random(dim=16, modes=5, seed=0)
+    model = mixture.denoiser(linear)
+    x_T = torch.randn(200, 16, generator=gen(0), dtype=torch.float64)
+    exact = ddim.sample(model, linear, x_T, steps=500, method="dpm++3m", spacing="linspace")
+    err = {m: (ddim.sample(model, linear, x_T, steps=10, method=m, spacing="logsnr") - exact).pow(2).sum(1).mean().sqrt().item()
+           for m in ("ddim", "dpm++2m", "dpm++3m", "unipc")}
+    assert max(err["dpm++2m"], err["dpm++3m"], err["unipc"]) < 0.8 * err["ddim"], err
