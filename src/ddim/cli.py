@@ -38,6 +38,7 @@ def _add_train(sub) -> None:
     p.add_argument("--image-size", type=int, default=None, help="resize and center-crop folder images to this size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grayscale, 3 = RGB (default: from the images)")
     p.add_argument("--conditional", action="store_true", help="class-conditional network (datasets with labels)")
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help=f"conditional: share of labels dropped to the null class, for guidance (default {d.label_dropout}; 0 = none)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, batches and noise (default 0)")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps per line of log.csv")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids")
@@ -61,7 +62,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--spacing", choices=SPACINGS, default="uniform", help="timestep grid: uniform (default, the DDIM paper's), quadratic, linspace, trailing, logsnr (even in log-SNR), karras (EDM, rho 7)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i, so results do not depend on --batch-size")
     p.add_argument("--batch-size", type=int, default=256, help="images per model call (default 256)")
-    p.add_argument("--class", dest="class_label", type=int, default=None, help="class label for a class-conditional model")
+    p.add_argument("--class", dest="class_label", type=int, default=None, help="class label for a class-conditional model (default: 0, 1, 2, ... in turn)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale for a conditional model (1 = conditional model alone, the default)")
     p.add_argument("--output", default="ddim-samples", help="output folder (default ddim-samples)")
     p.add_argument("--individual", action="store_true", help="also write one PNG per image to OUTPUT/images/")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -175,7 +177,7 @@ def cmd_train(args) -> int:
         dataset=args.dataset, output=args.output, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip, grad_accum=args.grad_accum,
         mixed_precision=args.mixed_precision, prediction=args.prediction, schedule=args.schedule, T=args.T,
-        flip=args.flip, image_size=args.image_size, channels=args.channels, conditional=args.conditional,
+        flip=args.flip, image_size=args.image_size, channels=args.channels, conditional=args.conditional, label_dropout=args.label_dropout,
         seed=args.seed, log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
     )
     out = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
@@ -197,6 +199,7 @@ def cmd_sample(args) -> int:
     import numpy as np
     import torch
 
+    from .guidance import Guided
     from .images import save_grid, save_png, save_scatter, to_uint8
     from .models import load
     from .sampling import sample
@@ -218,6 +221,12 @@ def cmd_sample(args) -> int:
         raise CliError("--class needs a class-conditional model; this one has no classes")
     if m.num_classes and args.class_label is not None and not 0 <= args.class_label < m.num_classes:
         raise CliError(f"--class must lie in 0..{m.num_classes - 1}")
+    if args.guidance is not None and not m.num_classes:
+        raise CliError("--guidance needs a class-conditional model (ddim train --conditional); this one has no classes")
+    if args.guidance is not None and args.guidance != 1 and m.null_class is None:
+        raise CliError("--guidance needs a model trained with label dropout; this one has no unconditional mode")
+    if args.guidance is not None and args.guidance < 0:
+        raise CliError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance}")
     out = Path(args.output)
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
 
@@ -232,11 +241,12 @@ def cmd_sample(args) -> int:
     for idx in batches:
         gens = [torch.Generator().manual_seed(args.seed + i) for i in idx]
         x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+        model = m.model
         if m.num_classes:
             labels = torch.full((len(idx),), args.class_label, device=device) if args.class_label is not None else torch.tensor([i % m.num_classes for i in idx], device=device)
-            m.model.class_labels = labels
+            model = Guided(m.model, labels, 1.0 if args.guidance is None else args.guidance, m.null_class)
         with torch.no_grad():
-            x0 = sample(m.model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=args.spacing, method=args.method,
+            x0 = sample(model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=args.spacing, method=args.method,
                         prediction=m.prediction, generator=gens, callback=(lambda *a: bar.update(1)) if bar else None)
         results.append(x0.cpu())
     if bar:

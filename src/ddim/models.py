@@ -181,6 +181,7 @@ class LoadedModel:
     path: Path
     config: dict = field(default_factory=dict)
     num_classes: int | None = None
+    null_class: int | None = None  # the "no label" class of a model trained with label dropout (guidance)
 
     @property
     def num_parameters(self) -> int:
@@ -228,5 +229,6 @@ def load(name_or_path: str | Path = "digits", device: str | torch.device = "cpu"
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         shape, classes = (net.config.in_channels, h, w), net.config.num_class_embeds
     model = Denoiser(net).to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return LoadedModel(model, schedule, shape, prediction, path, ours, classes)
+    classes = ours.get("num_classes", classes)
+    return LoadedModel(model, schedule, shape, prediction, path, ours, classes, ours.get("null_class"))
 

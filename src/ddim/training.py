@@ -61,6 +61,7 @@ class TrainConfig:
     image_size: int | None = None
     channels: int | None = None
     conditional: bool = False
+    label_dropout: float = 0.1  # conditional only: share of labels replaced by the null class (for guidance)
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000
@@ -120,9 +121,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if cfg.conditional and data.labels is None:
         raise ValueError(f"--conditional needs labels, and {data.name} has none")
     num_classes = data.num_classes if cfg.conditional else None
+    if not 0 <= cfg.label_dropout < 1:
+        raise ValueError(f"--label-dropout must lie in [0, 1), got {cfg.label_dropout}")
+    null_class = num_classes if num_classes and cfg.label_dropout > 0 else None  # one extra embedding: "no label"
     preset = cfg.preset or default_preset(data)
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
-    net = build_model(preset, sample_shape=data.sample_shape, num_classes=num_classes)
+    net = build_model(preset, sample_shape=data.sample_shape, num_classes=None if not num_classes else num_classes + (null_class is not None))
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True).to(acc.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net, opt = acc.prepare(net, opt)
@@ -162,9 +166,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
             ab = ab_all[t].reshape((-1,) + (1,) * (x0.dim() - 1))
             x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
             target = eps_x0_to(noise, x0, ab, cfg.prediction)
+            labels = y_all[idx.to(acc.device)] if num_classes else None
+            if null_class is not None:
+                drop = (torch.rand(cfg.batch_size, generator=g) < cfg.label_dropout).to(acc.device)
+                labels = torch.where(drop, torch.full_like(labels, null_class), labels)
             with acc.accumulate(net):
                 with acc.autocast():
-                    out_ = net(x_t, t, class_labels=y_all[idx.to(acc.device)]) if num_classes else net(x_t, t)
+                    out_ = net(x_t, t, class_labels=labels) if num_classes else net(x_t, t)
                 pred = getattr(out_, "sample", out_)
                 loss = torch.nn.functional.mse_loss(pred.float(), target)
                 acc.backward(loss)
@@ -268,7 +276,8 @@ def _save_checkpoint(acc, out: Path, step: int, keep: int) -> None:
 
 
 def _save_model_folder(out: Path, net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, preset: str, num_classes, step: int) -> None:
-    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "trained_steps": step}
+    null = num_classes if num_classes and cfg.label_dropout > 0 else None
+    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "null_class": null, "trained_steps": step}
     save_model(out, net, schedule, cfg.prediction, extra)
 
 
