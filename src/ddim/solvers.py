@@ -11,12 +11,17 @@ and of the reverse SDE (the variance-exploding noise of DDPM, with fresh z)
     x_t = (sigma_t / sigma_s) e^-h x_s + alpha_t * integral_0^h 2 e^(2(u - h)) m(lambda_s + u) du
           + sigma_t sqrt(1 - e^-2h) z                                                           (SDE)
 
-A multistep exponential integrator replaces m by the polynomial through the latest x0_hat
-values (at lambda_s, and the previous levels) and integrates it exactly; ``weights`` returns the
-resulting coefficient of each x0_hat. With one value, the ODE step is DDIM (eta = 0) and the
-SDE step is DDPM's posterior step (DDIM eta = 1), exactly. Two and three values give the
-DPM-Solver++ 2M / 3M family; the UniPC family adds a corrector that refits the polynomial
-through the x0_hat of the point just reached (no extra model call) and redoes the step.
+A multistep solver replaces m by the polynomial through the latest x0_hat values (at level s
+and the previous levels) and integrates it exactly. For the ODE the polynomial is in
+rho = (sigma/alpha) / (sigma_s/alpha_s) (``sigma_weights``): x0_hat is a smooth function of the
+noise scale sigma/alpha that levels off as it goes to 0, so a polynomial in it extrapolates well
+over the long last steps, where a polynomial in lambda (which goes to infinity there)
+overshoots; on the 64-D mixture oracle at 10 calls this halved the error of the 2M solver. The
+SDE integral has weights e^(2(u-h)) and uses a polynomial in lambda (``weights``). With one value,
+the ODE step is DDIM (eta = 0) and the SDE step is DDPM's posterior step (DDIM eta = 1), exactly.
+Two and three values give the DPM-Solver++ 2M / 3M family; the UniPC family adds a corrector that
+refits the polynomial through the x0_hat of the point just reached (no extra model call) and
+redoes the step, which raises the order by one.
 
 Heun (Karras et al. 2022, EDM) works on x / alpha as a function of sigma / alpha, where the ODE
 is dx/dsigma = eps_hat: an Euler (= DDIM) predictor and a trapezoidal corrector, 2 calls per step.
@@ -29,7 +34,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-__all__ = ["SOLVERS", "Multistep", "calls_per_sample", "heun_step", "is_multistep", "log_snr_half", "phi_integral", "weights"]
+__all__ = ["SOLVERS", "Multistep", "calls_per_sample", "heun_step", "is_multistep", "log_snr_half", "phi_integral", "sigma_weights", "weights"]
 
 SOLVERS: dict[str, str] = {
     "dpm++2m": "2nd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 2M family), 1 call/step",
@@ -37,6 +42,7 @@ SOLVERS: dict[str, str] = {
     "dpm++2m-sde": "stochastic 2nd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
     "dpm++3m-sde": "stochastic 3rd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
     "unipc": "2nd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 3), 1 call/step",
+    "unipc3": "3rd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 4), 1 call/step",
     "heun": "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1",
 }
 
@@ -49,6 +55,7 @@ _MULTISTEP = {
     "dpm++2m-sde": (2, False, True),
     "dpm++3m-sde": (3, False, True),
     "unipc": (2, True, False),
+    "unipc3": (3, True, False),
 }
 
 
@@ -85,6 +92,25 @@ def weights(nodes: list[float], h: float, stochastic: bool = False) -> np.ndarra
     return np.linalg.solve(V.T, J)
 
 
+
+
+
+def sigma_weights(rho_nodes: list[float], alpha_t: float, sigma_t: float, st_s: float) -> np.ndarray:
+    """ODE step weights when x0_hat is a polynomial in rho = (sigma/alpha) / st_s (st_s = sigma_s/alpha_s):
+    x_t = (sigma_t/sigma_s) x_s + sum_j w_j m_j, exact for such polynomials; finite at sigma_t = 0."""
+    p = len(rho_nodes)
+    rho_t = sigma_t / alpha_t / st_s
+    C = [alpha_t - sigma_t / st_s]  # k = 0
+    for k in range(1, p):
+        if sigma_t == 0:
+            C.append(0.0)
+            continue
+        integral = -math.log(rho_t) if k == 1 else (1 - rho_t ** (k - 1)) / (k - 1)
+        C.append(sigma_t / st_s * integral)
+    V = np.array([[r**k for k in range(p)] for r in rho_nodes], dtype=np.float64)
+    return np.linalg.solve(V.T, np.array(C))
+
+
 class Multistep:
     """State of one multistep run: the latest x0_hat values, their lambdas, and the last step taken
     (for the corrector). ``step`` is called once per visited level, after the model call there."""
@@ -97,6 +123,12 @@ class Multistep:
     def _advance(self, x_s: Tensor, lam_s: float, sigma_s: float, lam_t: float, alpha_t: float, sigma_t: float,
                  points: list[tuple[float, Tensor]]) -> Tensor:
         h = lam_t - lam_s
+        if not self.stochastic:
+            w = sigma_weights([math.exp(lam_s - lam) for lam, _ in points], alpha_t, sigma_t, math.exp(-lam_s))
+            out = sigma_t / sigma_s * x_s
+            for wj, (_, m) in zip(w, points):
+                out = out + float(wj) * m
+            return out
         w = weights([(lam - lam_s) / h for lam, _ in points], h, self.stochastic)
         ratio = sigma_t / sigma_s * (math.exp(-h) if self.stochastic else 1.0)
         out = ratio * x_s

@@ -1,0 +1,208 @@
+"""Sample quality per model call: our solvers and step grids against diffusers' schedulers.
+
+Two test beds, every number from the same run:
+
+1. the exact-score Gaussian-mixture oracle (64 dims, 10 modes): Frechet distance of N samples to
+   the true mean and covariance, next to the finite-sample floor (exact draws of N);
+2. the shipped digits model: FD-digits of N images against the training split's features.
+
+Every sampler starts from the same noise; diffusers' schedulers drive the same model callables.
+Model calls are counted, not assumed (Heun makes 2 per step but 1 on the last).
+
+    python benchmarks/solvers.py --out docs/benchmarks
+
+writes solvers.md, solvers.csv and solvers.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _tables import steps_table
+
+import ddim
+from ddim.metrics import frechet_distance, gaussian_stats
+
+CALLS = (5, 8, 10, 15, 20, 50)
+
+
+class Counted:
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+def ours(method: str, spacing: str):
+    def run(model, sched, x_T, calls):
+        steps = (calls + 1) // 2 if method == "heun" else calls
+        return ddim.sample(model, sched, x_T, steps=steps, method=method, spacing=spacing)
+
+    return run
+
+
+def diffusers_run(kind: str, **options):
+    def run(model, sched, x_T, calls):
+        import diffusers
+
+        base = dict(num_train_timesteps=len(sched), beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+        if kind == "ddim":
+            s = diffusers.DDIMScheduler(**base, clip_sample=False, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+        elif kind == "dpm":
+            s = diffusers.DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++", **options)
+        else:
+            s = diffusers.UniPCMultistepScheduler(**base, **options)
+        s.set_timesteps(calls)
+        x = x_T
+        for t in s.timesteps:
+            tt = torch.as_tensor(t).long().expand(len(x))
+            x = s.step(model(x, tt), t, x).prev_sample
+        return x
+
+    return run
+
+
+SAMPLERS = {
+    "ours DDIM (uniform, the paper's)": ours("ddim", "uniform"),
+    "ours DDIM (logsnr)": ours("ddim", "logsnr"),
+    "ours dpm++2m (logsnr)": ours("dpm++2m", "logsnr"),
+    "ours dpm++2m (karras)": ours("dpm++2m", "karras"),
+    "ours dpm++3m (logsnr)": ours("dpm++3m", "logsnr"),
+    "ours unipc (logsnr)": ours("unipc", "logsnr"),
+    "ours unipc (karras)": ours("unipc", "karras"),
+    "ours unipc (trailing)": ours("unipc", "trailing"),
+    "ours unipc3 (logsnr)": ours("unipc3", "logsnr"),
+    "ours heun (karras)": ours("heun", "karras"),
+    "ours dpm++2m-sde (logsnr)": ours("dpm++2m-sde", "logsnr"),
+    "diffusers DDIM": diffusers_run("ddim"),
+    "diffusers DPM++ 2M": diffusers_run("dpm", solver_order=2),
+    "diffusers DPM++ 2M karras": diffusers_run("dpm", solver_order=2, use_karras_sigmas=True),
+    "diffusers DPM++ 2M lu-lambdas": diffusers_run("dpm", solver_order=2, use_lu_lambdas=True),
+    "diffusers DPM++ 3M": diffusers_run("dpm", solver_order=3),
+    "diffusers UniPC": diffusers_run("unipc", solver_order=2),
+    "diffusers UniPC karras": diffusers_run("unipc", solver_order=2, use_karras_sigmas=True),
+}
+
+
+def measure(name, run, model, sched, x_T, calls, score) -> dict:
+    counted = Counted(model)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        x = run(counted, sched, x_T, calls)
+    seconds = time.perf_counter() - start
+    value = score(x)
+    print(f"{name:36s} calls={counted.calls:3d}  {value:.5f}  ({seconds:.1f}s)", flush=True)
+    return {"sampler": name, "calls": calls, "model_calls": counted.calls, "value": value, "seconds": seconds}
+
+
+def oracle(args) -> tuple[list[dict], float, float]:
+    sched = ddim.NoiseSchedule.linear(1000)
+    mixture = ddim.analytic.GaussianMixture.random(dim=64, modes=10, seed=0)
+    model = mixture.denoiser(sched)
+    mu, cov = mixture.mean.numpy(), mixture.covariance.numpy()
+    score = lambda x: frechet_distance(*gaussian_stats(x), mu, cov)  # noqa: E731
+    floors = [score(mixture.sample(args.samples, torch.Generator().manual_seed(100 + i))) for i in range(3)]
+    print(f"oracle floor (exact draws, N={args.samples}): {np.mean(floors):.5f} +- {np.std(floors):.5f}", flush=True)
+    x_T = torch.randn(args.samples, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    rows = [measure(n, r, model, sched, x_T, c, score) | {"bed": "oracle"} for n, r in SAMPLERS.items() for c in args.calls]
+    return rows, float(np.mean(floors)), float(np.std(floors))
+
+
+def digits(args) -> list[dict]:
+    from ddim.compare import SEED_STRIDE
+    from ddim.features import load_features
+    from ddim.metrics import reference_features
+
+    m = ddim.load("digits")
+    net = load_features("digits")
+    real = reference_features("digits", net, "train")
+    mu_r, cov_r = gaussian_stats(real)
+    score = lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu_r, cov_r)  # noqa: E731
+    gens = [torch.Generator().manual_seed(i) for i in range(args.images)]  # seed 0 of ddim compare
+    assert SEED_STRIDE > args.images
+    x_T = torch.stack([torch.randn(m.sample_shape, generator=g) for g in gens])
+    return [measure(n, r, m.model, m.schedule, x_T, c, score) | {"bed": "digits"} for n, r in SAMPLERS.items() for c in args.calls]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", type=int, default=10000, help="oracle samples per cell")
+    p.add_argument("--images", type=int, default=500, help="digits images per cell")
+    p.add_argument("--calls", type=int, nargs="+", default=list(CALLS))
+    p.add_argument("--skip-digits", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = p.parse_args()
+
+    rows, floor, floor_sd = oracle(args)
+    if not args.skip_digits:
+        rows += digits(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "solvers.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    write_markdown(args, rows, floor, floor_sd)
+    plot(args, rows, floor)
+
+
+def write_markdown(args, rows, floor, floor_sd) -> None:
+    names = list(SAMPLERS)
+    lines = [
+        "Command: `python benchmarks/solvers.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{time.strftime('%Y-%m-%d')}. Columns: model calls per sample (Heun: the nearest odd count at or below).",
+        "",
+        f"## Gaussian-mixture oracle (64 dims, 10 modes, N = {args.samples})",
+        "",
+        f"Frechet distance to the true distribution. Finite-sample floor (exact draws of N, 3 repeats): {floor:.4f} ± {floor_sd:.4f}.",
+        "",
+    ]
+    cell = {(r["bed"], r["sampler"], r["calls"]): r for r in rows}
+    lines += steps_table(names, args.calls, lambda n, c: f"{cell[('oracle', n, c)]['value']:.4f}")
+    if any(r["bed"] == "digits" for r in rows):
+        lines += ["", f"## Shipped digits model (N = {args.images} images, FD-digits against the training split)", ""]
+        lines += steps_table(names, args.calls, lambda n, c: f"{cell[('digits', n, c)]['value']:.3f}")
+    lines += ["", "Model calls actually made (oracle):", ""]
+    lines += steps_table(names, args.calls, lambda n, c: str(cell[("oracle", n, c)]["model_calls"]))
+    (args.out / "solvers.md").write_text("\n".join(lines).replace("| method |", "| sampler |").replace("S=", "") + "\n")
+
+
+def plot(args, rows, floor) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    beds = [b for b in ("oracle", "digits") if any(r["bed"] == b for r in rows)]
+    fig, axes = plt.subplots(1, len(beds), figsize=(7 * len(beds), 5), squeeze=False)
+    for ax, bed in zip(axes[0], beds):
+        for name in SAMPLERS:
+            pts = sorted((r["model_calls"], r["value"]) for r in rows if r["bed"] == bed and r["sampler"] == name)
+            style = "--" if name.startswith("diffusers") else "-"
+            ax.plot(*zip(*pts), style, marker="o", ms=3, label=name)
+        if bed == "oracle":
+            ax.axhline(floor, color="gray", lw=1, ls=":", label="finite-sample floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("model calls per sample")
+        ax.set_ylabel("FD to the truth" if bed == "oracle" else "FD-digits")
+        ax.set_title("Gaussian-mixture oracle" if bed == "oracle" else "shipped digits model")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out / "solvers.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
