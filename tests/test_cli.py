@@ -33,7 +33,7 @@ def test_sample_writes_grid_npz_and_pngs(model_folder, tmp_path, capsys):
     assert len(list((out / "images").glob("*.png"))) == 5
     # per-image seeds: the batch size does not change the images
     code, _, _ = run(["sample", model_folder, "-n", 5, "--steps", 4, "--batch-size", 5, "--output", tmp_path / "t", "--no-progress"], capsys)
-    np.testing.assert_allclose(np.load(tmp_path / "t" / "samples.npz")["samples"], saved["samples"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "t" / "samples.npz")["samples"], saved["samples"], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method, extra", [("ddpm", []), ("sigma-hat", []), ("ddim", ["--eta", "0.5", "--spacing", "trailing"])])

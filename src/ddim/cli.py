@@ -57,9 +57,13 @@ def _add_sample(sub) -> None:
     p.add_argument("model", nargs="?", default="digits", help="model folder, or the shipped model's name (default: digits)")
     p.add_argument("-n", "--num-images", type=int, default=64, help="how many images (default 64)")
     p.add_argument("--steps", type=int, default=50, help="sampler steps S, 1..T (default 50)")
-    p.add_argument("--method", choices=list(METHODS), default="ddim", help="ddim (default), ddpm, sigma-hat, or a higher-order solver: " + ", ".join(m for m in METHODS if m not in ("ddim", "ddpm", "sigma-hat")))
+    p.add_argument("--method", choices=["auto", *METHODS], default="auto",
+                   help="auto (default: the best measured for --steps, see docs/solvers.md), ddim, ddpm, sigma-hat, or a higher-order solver: "
+                   + ", ".join(m for m in METHODS if m not in ("ddim", "ddpm", "sigma-hat")))
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]; 0 = deterministic (default)")
-    p.add_argument("--spacing", choices=SPACINGS, default="uniform", help="timestep grid: uniform (default, the DDIM paper's), quadratic, linspace, trailing, logsnr (even in log-SNR), karras (EDM, rho 7)")
+    p.add_argument("--spacing", choices=["auto", *SPACINGS, "optimized"], default="auto",
+                   help="timestep grid: auto (default: with --method auto, the method's best grid), uniform (the DDIM paper's), quadratic, linspace, "
+                   "trailing, logsnr (even in log-SNR), karras (EDM, rho 7), optimized (fitted by ddim optimize-grid)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i, so results do not depend on --batch-size")
     p.add_argument("--batch-size", type=int, default=256, help="images per model call (default 256)")
     p.add_argument("--class", dest="class_label", type=int, default=None, help="class label for a class-conditional model (default: 0, 1, 2, ... in turn)")
@@ -156,9 +160,25 @@ def _add_train_classifier(sub) -> None:
     p.set_defaults(func=cmd_train_classifier)
 
 
+def _add_optimize_grid(sub) -> None:
+    p = sub.add_parser(
+        "optimize-grid", help="fit a step grid to a model, method and step count",
+        description="Fit the timestep grid of a deterministic sampler to a model by minimising its error against a fine reference "
+        "solution on a batch of noise; saves it in MODEL/grids.json for 'ddim sample --spacing optimized'.",
+    )
+    p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
+    p.add_argument("--method", default="unipc", help="deterministic method (default unipc)")
+    p.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to fit, e.g. 5 10 20")
+    p.add_argument("--images", type=int, default=128, help="noise samples in the fitting batch and in the check batch (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fitting batch; the check batch uses seed + 1")
+    p.add_argument("--reference-steps", type=int, default=200, help="steps of the fine reference solution (default 200)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_optimize_grid)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,train-classifier}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,train-classifier,optimize-grid}")
     _add_train(sub)
     _add_sample(sub)
     _add_invert(sub)
@@ -166,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_compare(sub)
     _add_train_classifier(sub)
+    _add_optimize_grid(sub)
     return parser
 
 
@@ -195,6 +216,22 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
     ensure_writable_dir(folder)
 
 
+def _resolve_sampler(args, m) -> tuple[str, str, list[int] | None]:
+    """--method / --spacing 'auto' and 'optimized' -> (method, spacing, explicit grid or None)."""
+    from .optimized_grid import load_grid
+    from .solvers import recommended
+
+    method, spacing = args.method, args.spacing
+    if method == "auto":
+        method, best = ("ddim", "uniform") if args.eta != 0 else recommended(args.steps)
+        spacing = best if spacing == "auto" else spacing
+    elif spacing == "auto":
+        spacing = "uniform"
+    if spacing == "optimized":
+        return method, spacing, load_grid(m.path, method, args.steps)
+    return method, spacing, None
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     import torch
@@ -210,7 +247,7 @@ def cmd_sample(args) -> int:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not 0 <= args.eta <= 1:
         raise CliError(f"--eta must lie in [0, 1] (0 = deterministic DDIM), got {args.eta}")
-    if args.eta != 0 and args.method != "ddim":
+    if args.eta != 0 and args.method not in ("ddim", "auto"):
         raise CliError(f"--eta applies to --method ddim only; {args.method} fixes its own noise")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     m = load(args.model, device=device)
@@ -227,6 +264,7 @@ def cmd_sample(args) -> int:
         raise CliError("--guidance needs a model trained with label dropout; this one has no unconditional mode")
     if args.guidance is not None and args.guidance < 0:
         raise CliError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance}")
+    method, spacing, fixed_grid = _resolve_sampler(args, m)
     out = Path(args.output)
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
 
@@ -236,7 +274,7 @@ def cmd_sample(args) -> int:
     if not args.no_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(batches) * args.steps, desc=f"{args.method} S={args.steps}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=len(batches) * args.steps, desc=f"{method} S={args.steps} ({spacing})", unit="step", dynamic_ncols=True)
     results = []
     for idx in batches:
         gens = [torch.Generator().manual_seed(args.seed + i) for i in idx]
@@ -246,20 +284,21 @@ def cmd_sample(args) -> int:
             labels = torch.full((len(idx),), args.class_label, device=device) if args.class_label is not None else torch.tensor([i % m.num_classes for i in idx], device=device)
             model = Guided(m.model, labels, 1.0 if args.guidance is None else args.guidance, m.null_class)
         with torch.no_grad():
-            x0 = sample(model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=args.spacing, method=args.method,
+            x0 = sample(model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=spacing if fixed_grid is None else "uniform", method=method, timesteps=fixed_grid,
                         prediction=m.prediction, generator=gens, callback=(lambda *a: bar.update(1)) if bar else None)
         results.append(x0.cpu())
     if bar:
         bar.close()
     x0 = torch.cat(results)
-    np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
+    np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=args.steps, eta=args.eta, method=method, spacing=spacing,
+                        timesteps=np.array(fixed_grid if fixed_grid is not None else []))
     if len(shape) == 3:
         grid = save_grid(x0, out / "grid.png")
         if args.individual:
             for i, pix in enumerate(to_uint8(x0)):
                 save_png(pix, out / "images" / f"{i:06d}.png")
     else:
-        grid = save_scatter(x0, out / "grid.png", title=f"{args.method} S={args.steps}")
+        grid = save_scatter(x0, out / "grid.png", title=f"{method} S={args.steps}")
     print(grid)
     return 0
 
@@ -411,6 +450,33 @@ def cmd_compare(args) -> int:
         command="ddim " + shlex.join(args.argv),
     )
     compare(cfg, progress=not args.no_progress)
+    return 0
+
+
+def cmd_optimize_grid(args) -> int:
+    import torch
+
+    from .files import ensure_writable_dir
+    from .models import load
+    from .optimized_grid import optimize_grid, save_grid
+    from .sampling import METHODS
+
+    if args.method not in METHODS:
+        raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    if args.images < 2:
+        raise CliError(f"--images must be at least 2, got {args.images}")
+    m = load(args.model)
+    if m.num_classes:
+        raise CliError("optimize-grid fits unconditional models; this one is class-conditional")
+    ensure_writable_dir(m.path)
+    fit, check = (torch.randn(args.images, *m.sample_shape, generator=torch.Generator().manual_seed(args.seed + k)) for k in (0, 1))
+    for steps in args.steps:
+        r = optimize_grid(m.model, m.schedule, steps, args.method, fit, check, prediction=m.prediction,
+                          reference_steps=args.reference_steps, progress=not args.no_progress)
+        r["command"] = "ddim " + " ".join(args.argv)
+        path = save_grid(m.path, args.method, steps, r)
+        print(f"{args.method} S={steps}: {r['grid']}; error vs reference, fit batch {r['fit_loss_logsnr']:.4g} -> {r['fit_loss']:.4g}, "
+              f"check batch {r['check_loss_logsnr']:.4g} -> {r['check_loss']:.4g} (logsnr grid -> fitted); saved in {path}")
     return 0
 
 

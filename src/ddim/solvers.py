@@ -34,7 +34,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-__all__ = ["SOLVERS", "Multistep", "calls_per_sample", "heun_step", "is_multistep", "log_snr_half", "phi_integral", "sigma_weights", "weights"]
+__all__ = ["SOLVERS", "Multistep", "calls_per_sample", "heun_step", "is_multistep", "log_snr_half", "recommended", "phi_integral", "sigma_weights", "weights"]
 
 SOLVERS: dict[str, str] = {
     "dpm++2m": "2nd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 2M family), 1 call/step",
@@ -165,6 +165,19 @@ def heun_step(x: Tensor, eps_s: Tensor, eps_t: Tensor | None, ab_s: float, ab_t:
     ds = math.sqrt(1 - ab_t) / a_t - math.sqrt(1 - ab_s) / a_s
     slope = eps_s if eps_t is None else (eps_s + eps_t) / 2
     return a_t * (x / a_s + ds * slope)
+
+
+# the best method and grid per number of model calls, from docs/benchmarks/solvers.md (digits model
+# and mixture oracle); (max calls, method, spacing), first match wins
+RECOMMENDED = ((1000, "unipc", "logsnr"),)
+
+
+def recommended(calls: int) -> tuple[str, str]:
+    """(method, spacing) that measured best at ``calls`` model calls per sample."""
+    for limit, method, spacing in RECOMMENDED:
+        if calls <= limit:
+            return method, spacing
+    return RECOMMENDED[-1][1:]
 
 
 def is_multistep(method: str) -> bool:

@@ -1,0 +1,47 @@
+"""Grids fitted to a model: the search lowers the error it measures, round trips, and its errors."""
+
+import pytest
+import torch
+from conftest import gen
+
+import ddim
+from ddim.cli import main
+from ddim.models import build_model, save_model
+from ddim.optimized_grid import load_grid, optimize_grid, save_grid
+
+
+def test_fitted_grid_lowers_the_error_against_the_reference(linear):
+    mixture = ddim.analytic.GaussianMixture.random(dim=8, modes=4, seed=2)
+    model = mixture.denoiser(linear)
+    fit, check = torch.randn(256, 8, generator=gen(0), dtype=torch.float64), torch.randn(256, 8, generator=gen(1), dtype=torch.float64)
+    r = optimize_grid(model, linear, 6, "unipc", fit, check, reference_steps=100, rounds=2, progress=False)
+    g = torch.tensor(r["grid"])
+    assert len(g) == 6 and g[0] == 999 and (g[1:] < g[:-1]).all() and g.min() >= 0
+    assert r["fit_loss"] < 0.9 * r["fit_loss_logsnr"]  # measured: about 3x lower
+    assert r["check_loss"] < r["check_loss_logsnr"]  # and it carries over to other noise
+
+
+def test_grids_file_round_trip_and_missing_grid(tmp_path):
+    save_grid(tmp_path, "unipc", 10, {"grid": [999, 500, 0]})
+    save_grid(tmp_path, "dpm++2m", 5, {"grid": [999, 0]})
+    assert load_grid(tmp_path, "unipc", 10) == [999, 500, 0]
+    with pytest.raises(ValueError, match=r"no fitted 7-step grid for unipc in .*grids.json \(have: unipc S=10, dpm\+\+2m S=5\); make one with 'ddim optimize-grid MODEL --method unipc --steps 7'"):
+        load_grid(tmp_path, "unipc", 7)
+
+
+def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    folder = save_model(tmp_path / "tiny", build_model("tiny"), ddim.NoiseSchedule.linear(1000), "eps")
+    code = main(["optimize-grid", str(folder), "--steps", "4", "--images", "4", "--reference-steps", "20", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert "unipc S=4:" in capsys.readouterr().out
+    grid = load_grid(folder, "unipc", 4)
+    code = main(["sample", str(folder), "-n", "2", "--steps", "4", "--method", "unipc", "--spacing", "optimized", "--output", str(tmp_path / "s"), "--no-progress"])
+    assert code == 0
+    import numpy as np
+
+    assert np.load(tmp_path / "s" / "samples.npz")["timesteps"].tolist() == grid
+    code = main(["sample", str(folder), "-n", "2", "--steps", "6", "--method", "unipc", "--spacing", "optimized", "--output", str(tmp_path / "t"), "--no-progress"])
+    assert code == 2 and "no fitted 6-step grid for unipc" in capsys.readouterr().err
+    code = main(["optimize-grid", str(folder), "--steps", "4", "--method", "ddpm", "--no-progress"])
+    assert code == 2 and "grids are fitted for deterministic methods; 'ddpm' is stochastic" in capsys.readouterr().err
