@@ -42,12 +42,20 @@ class Counted:
         return self.model(x, t)
 
 
+GRIDS: dict = {}  # (bed, method, steps) -> fitted grid, filled per test bed before it runs
+
+
 def ours(method: str, spacing: str):
     def run(model, sched, x_T, calls):
         steps = (calls + 1) // 2 if method == "heun" else calls
+        if spacing == "optimized":
+            return ddim.sample(model, sched, x_T, method=method, timesteps=GRIDS[(BED[0], method, steps)])
         return ddim.sample(model, sched, x_T, steps=steps, method=method, spacing=spacing)
 
     return run
+
+
+BED = ["oracle"]
 
 
 def diffusers_run(kind: str, **options):
@@ -81,6 +89,7 @@ SAMPLERS = {
     "ours unipc (karras)": ours("unipc", "karras"),
     "ours unipc (trailing)": ours("unipc", "trailing"),
     "ours unipc3 (logsnr)": ours("unipc3", "logsnr"),
+    "ours unipc (fitted grid)": ours("unipc", "optimized"),
     "ours heun (karras)": ours("heun", "karras"),
     "ours dpm++2m-sde (logsnr)": ours("dpm++2m-sde", "logsnr"),
     "diffusers DDIM": diffusers_run("ddim"),
@@ -113,6 +122,14 @@ def oracle(args) -> tuple[list[dict], float, float]:
     floors = [score(mixture.sample(args.samples, torch.Generator().manual_seed(100 + i))) for i in range(3)]
     print(f"oracle floor (exact draws, N={args.samples}): {np.mean(floors):.5f} +- {np.std(floors):.5f}", flush=True)
     x_T = torch.randn(args.samples, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    from ddim.optimized_grid import optimize_grid
+
+    BED[0] = "oracle"
+    fit, check = (torch.randn(512, 64, generator=torch.Generator().manual_seed(1000 + k), dtype=torch.float64) for k in (0, 1))
+    for c in args.calls:  # fitted on other noise than the evaluation batch
+        r = optimize_grid(model, sched, c, "unipc", fit, check, progress=False)
+        GRIDS[("oracle", "unipc", c)] = r["grid"]
+        print(f"oracle fitted grid S={c}: {r['grid']} (check error {r['check_loss_logsnr']:.4g} -> {r['check_loss']:.4g})", flush=True)
     rows = [measure(n, r, model, sched, x_T, c, score) | {"bed": "oracle"} for n, r in SAMPLERS.items() for c in args.calls]
     return rows, float(np.mean(floors)), float(np.std(floors))
 
@@ -122,7 +139,12 @@ def digits(args) -> list[dict]:
     from ddim.features import load_features
     from ddim.metrics import reference_features
 
+    from ddim.optimized_grid import load_grid
+
     m = ddim.load("digits")
+    BED[0] = "digits"
+    for c in args.calls:  # fitted by: ddim optimize-grid digits --method unipc --steps 5 8 10 15 20 50
+        GRIDS[("digits", "unipc", c)] = load_grid(m.path, "unipc", c)
     net = load_features("digits")
     real = reference_features("digits", net, "train")
     mu_r, cov_r = gaussian_stats(real)
