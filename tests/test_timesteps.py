@@ -99,8 +99,11 @@ def test_logsnr_and_karras_follow_the_noise_level(kind):
         assert np.abs(steps - np.median(steps)).max() < 0.35 * abs(np.median(steps))
 
 
-def test_schedule_spacings_need_the_schedule():
-    with pytest.raises(ValueError, match="spacing 'karras' depends on the noise schedule; pass alphas_cumprod=schedule.alphas_cumprod"):
-        ddim.timesteps(1000, 10, "karras")
+def test_schedule_spacings_default_to_the_linear_schedule():
+    lin = ddim.NoiseSchedule.linear(1000).alphas_cumprod
+    for spacing in ("logsnr", "karras"):
+        assert ddim.timesteps(1000, 10, spacing).tolist() == ddim.timesteps(1000, 10, spacing, lin).tolist()
+    cos = ddim.NoiseSchedule.cosine(1000).alphas_cumprod
+    assert ddim.timesteps(1000, 10, "logsnr", cos).tolist() != ddim.timesteps(1000, 10, "logsnr").tolist()
     with pytest.raises(ValueError, match=r"alphas_cumprod has shape \(10,\), expected \(1000,\)"):
         ddim.timesteps(1000, 10, "logsnr", torch.ones(10) * 0.5)

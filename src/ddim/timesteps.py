@@ -15,8 +15,10 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
                choice), each level rounded to the training step with the nearest lambda.
 - "karras":    sigma / alpha = (smax^(1/rho) + i / (S - 1) (smin^(1/rho) - smax^(1/rho)))^rho, rho = 7
                (Karras et al. 2022, eq. 5), rounded the same way.
-The last two depend on the noise schedule (pass ``alphas_cumprod``); rounded levels that collide
-are pushed apart, so they too give exactly S distinct steps with both ends visited.
+The last two depend on the noise schedule (pass ``alphas_cumprod``; without it DDPM's linear
+schedule of length T is assumed, as ``NoiseSchedule.linear(T)``; ``ddim.sample`` always passes
+the model's); rounded levels that collide are pushed apart, so they too give exactly S distinct
+steps with both ends visited.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
 
 
 def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
-    if alphas_cumprod is None:
-        raise ValueError(f"spacing {spacing!r} depends on the noise schedule; pass alphas_cumprod=schedule.alphas_cumprod")
+    if alphas_cumprod is None:  # DDPM's linear schedule of length T, as NoiseSchedule.linear(T)
+        from .schedule import NoiseSchedule
+
+        alphas_cumprod = NoiseSchedule.linear(T).alphas_cumprod
     ab = torch.as_tensor(alphas_cumprod).double().cpu().numpy()
     if ab.shape != (T,):
         raise ValueError(f"alphas_cumprod has shape {ab.shape}, expected ({T},)")
