@@ -45,3 +45,15 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
     assert code == 2 and "no fitted 6-step grid for unipc" in capsys.readouterr().err
     code = main(["optimize-grid", str(folder), "--steps", "4", "--method", "ddpm", "--no-progress"])
     assert code == 2 and "grids are fitted for deterministic methods; 'ddpm' is stochastic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps, method, spacing", [(5, "unipc", "optimized"), (6, "ddim", "uniform"), (12, "unipc3", "logsnr")])
+def test_auto_picks_the_measured_best(tmp_path, capsys, steps, method, spacing):
+    import numpy as np
+
+    code = main(["sample", "-n", "2", "--steps", str(steps), "--output", str(tmp_path / "s"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    saved = np.load(tmp_path / "s" / "samples.npz")
+    assert (str(saved["method"]), str(saved["spacing"])) == (method, spacing)
+    if spacing == "optimized":
+        assert saved["timesteps"].tolist() == load_grid(ddim.load("digits").path, "unipc", steps)

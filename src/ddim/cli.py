@@ -219,11 +219,16 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
 def _resolve_sampler(args, m) -> tuple[str, str, list[int] | None]:
     """--method / --spacing 'auto' and 'optimized' -> (method, spacing, explicit grid or None)."""
     from .optimized_grid import load_grid
-    from .solvers import recommended
+    from .solvers import FITTED_GRID_UP_TO, recommended
 
     method, spacing = args.method, args.spacing
     if method == "auto":
         method, best = ("ddim", "uniform") if args.eta != 0 else recommended(args.steps)
+        if args.eta == 0 and spacing == "auto" and args.steps <= FITTED_GRID_UP_TO:
+            try:
+                return "unipc", "optimized", load_grid(m.path, "unipc", args.steps)
+            except ValueError:
+                pass  # no fitted grid in the folder: the table's choice
         spacing = best if spacing == "auto" else spacing
     elif spacing == "auto":
         spacing = "uniform"

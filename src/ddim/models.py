@@ -28,7 +28,7 @@ from .schedule import NoiseSchedule
 
 __all__ = ["PRESETS", "SHIPPED", "build_model", "save_model", "load", "LoadedModel", "MLPDenoiser", "Denoiser"]
 
-SHIPPED = ("digits",)
+SHIPPED = ("digits", "digits-cond")
 _PRED_TO_DIFFUSERS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 _PRED_FROM_DIFFUSERS = {v: k for k, v in _PRED_TO_DIFFUSERS.items()}
 _BETA_SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid"}

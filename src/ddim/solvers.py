@@ -167,9 +167,11 @@ def heun_step(x: Tensor, eps_s: Tensor, eps_t: Tensor | None, ab_s: float, ab_t:
     return a_t * (x / a_s + ds * slope)
 
 
-# the best method and grid per number of model calls, from docs/benchmarks/solvers.md (digits model
-# and mixture oracle); (max calls, method, spacing), first match wins
-RECOMMENDED = ((1000, "unipc", "logsnr"),)
+# the best method and grid per number of model calls without a fitted grid, from
+# docs/benchmarks/solvers.md (see docs/solvers.md): (max calls, method, spacing), first match wins.
+# Below 8 calls the multistep solvers on the log-SNR grid lost to plain DDIM on the digits model.
+RECOMMENDED = ((7, "ddim", "uniform"), (10**9, "unipc3", "logsnr"))
+FITTED_GRID_UP_TO = 8  # at <= 8 calls a grid fitted to the model (ddim optimize-grid) beat both, when the folder has one
 
 
 def recommended(calls: int) -> tuple[str, str]:
