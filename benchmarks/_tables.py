@@ -1,11 +1,27 @@
-"""Markdown tables for benchmark pages: one row per method, one column per step count."""
+"""Shared by the benchmark scripts: markdown tables, the CSV of result rows, the command line."""
 
 from __future__ import annotations
 
+import csv
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def steps_table(names: Sequence[str], steps: Sequence[int], cell: Callable[[str, int], str]) -> list[str]:
     """Lines of a markdown table with a 'S=..' column per step count and ``cell(name, S)`` entries."""
     lines = ["| method | " + " | ".join(f"S={S}" for S in steps) + " |", "|---|" + "---:|" * len(steps)]
     return lines + [f"| {n} | " + " | ".join(cell(n, S) for S in steps) + " |" for n in names]
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> None:
+    """One CSV line per result row, columns from the first row."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def command_line(script: str) -> str:
+    """'Command: `python benchmarks/SCRIPT args`', the first line of every benchmark page."""
+    return f"Command: `python benchmarks/{script} " + " ".join(sys.argv[1:]) + "`"

@@ -11,14 +11,12 @@ writes gmm-samplers.md (table), gmm-samplers.csv and gmm-samplers.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
-from _tables import steps_table
+from _tables import command_line, steps_table, write_csv
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
@@ -97,10 +95,7 @@ def main() -> None:
             print(f"{name:32s} S={S:5d}  FD {fd:.5f}  mode error {mode:.4f}  ({seconds:.1f}s)", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "gmm-samplers.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, args.out / "gmm-samplers.csv")
     write_markdown(args, rows, floor_fd, floor_mode)
     plot(args, rows, floor_fd)
 
@@ -110,7 +105,7 @@ def write_markdown(args, rows, floor_fd, floor_mode) -> None:
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     cell = {(r["sampler"], r["steps"]): r for r in rows}
     lines = [
-        "Command: `python benchmarks/gmm_samplers.py " + " ".join(sys.argv[1:]) + "`",
+        command_line("gmm_samplers.py"),
         "",
         f"Gaussian mixture oracle: {args.dim} dims, {args.modes} modes (seed {args.seed}), "
         f"N = {args.samples} samples per cell, linear betas, T = 1000, uniform spacing.",

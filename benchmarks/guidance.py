@@ -12,13 +12,12 @@ writes guidance.md, guidance.csv and guidance.png (one row of samples per scale)
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
+from _tables import command_line, write_csv
 
 import ddim
 from ddim.features import load_features
@@ -62,13 +61,10 @@ def main() -> None:
         strips.append(x0[:20])
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "guidance.csv", "w", newline="") as f:
-        w_ = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w_.writeheader()
-        w_.writerows(rows)
+    write_csv(rows, args.out / "guidance.csv")
     save_grid(torch.cat(strips), args.out / "guidance.png", nrow=20)
     lines = [
-        "Command: `python benchmarks/guidance.py " + " ".join(sys.argv[1:]) + "`",
+        command_line("guidance.py"),
         "",
         f"Model `{args.model}` ({m.num_classes} classes + the null class), {args.images} images per scale "
         f"({args.images // m.num_classes} per class, the same noise for every scale), {args.method} with {args.steps} steps on the {args.spacing} grid. "

@@ -11,14 +11,12 @@ wall time per method.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
-from _tables import steps_table
+from _tables import command_line, steps_table, write_csv
 
 import ddim
 
@@ -85,14 +83,11 @@ def main() -> None:
                 rows.append(dict(steps=S, method=name, mse=mse, calls_per_image=calls, seconds=seconds))
                 print(f"S={S:5d} {name:48s} MSE {mse:.3e}  calls {calls}  {seconds:.1f}s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "inversion-table2.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, args.out / "inversion-table2.csv")
     names = list(methods)
     cell = {(r["method"], r["steps"]): r for r in rows}
     lines = [
-        "Command: `python benchmarks/inversion_table2.py " + " ".join(sys.argv[1:]) + "`",
+        command_line("inversion_table2.py"),
         "",
         f"Model {args.model!r}; {len(x0)} held-out digits (test split); uniform spacing; machine {platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}.",

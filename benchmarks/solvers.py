@@ -17,15 +17,13 @@ writes solvers.md, solvers.csv and solvers.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _tables import steps_table
+from _tables import command_line, steps_table, write_csv
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
@@ -172,10 +170,7 @@ def main() -> None:
     if not args.skip_digits:
         rows += digits(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "solvers.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, args.out / "solvers.csv")
     write_markdown(args, rows, floor, floor_sd)
     plot(args, rows, floor)
 
@@ -187,7 +182,7 @@ def _fmt(value: float, spec: str) -> str:
 def write_markdown(args, rows, floor, floor_sd) -> None:
     names = list(SAMPLERS)
     lines = [
-        "Command: `python benchmarks/solvers.py " + " ".join(sys.argv[1:]) + "`",
+        command_line("solvers.py"),
         "",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
         f"{time.strftime('%Y-%m-%d')}. Columns: model calls per sample (Heun: the nearest odd count at or below).",

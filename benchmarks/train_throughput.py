@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _tables import command_line
 
 from ddim.data import load_dataset
 from ddim.models import build_model
@@ -77,7 +77,7 @@ def main() -> None:
         print(f"repeat {r}: hand loop {args.batch_size / hand[-1]:.0f} img/s, trainer {args.batch_size / ours[-1]:.0f} img/s", flush=True)
     h, o = statistics.median(hand), statistics.median(ours)
     lines = [
-        "Command: `python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]) + "`",
+        command_line("train_throughput.py"),
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, CPU, fp32.",
         f"Preset {args.preset!r}, batch {args.batch_size}, {args.steps} timed steps, median of {args.repeats} alternating repeats.",
