@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .sampling import sample
 from .schedule import NoiseSchedule
-from .timesteps import _spread, timesteps
+from .timesteps import lambdas, nearest_steps, timesteps
 
 __all__ = ["optimize_grid", "save_grid", "load_grid", "GRIDS_FILE"]
 
@@ -45,17 +45,15 @@ def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: 
     T = len(schedule)
     if not 3 <= steps <= min(T, 200):
         raise ValueError(f"steps must lie in 3..{min(T, 200)} for a fitted grid, got {steps}")
-    ab = schedule.alphas_cumprod.double().numpy()
-    lam_of = 0.5 * (np.log(ab) - np.log1p(-ab))  # decreasing in t
+    lam_of = lambdas(schedule.alphas_cumprod.double().numpy())  # decreasing in t
 
     def to_t(lams: np.ndarray) -> list[int]:
-        nearest = np.abs(lam_of[None, :] - lams[:, None]).argmin(1)
-        return _spread(np.sort(nearest), T)[::-1].tolist()
+        return nearest_steps(lam_of, lams).tolist()
 
     with torch.inference_mode():
         refs = [sample(model, schedule, x, method="unipc3", spacing="logsnr", steps=min(reference_steps, T), prediction=prediction) for x in (fit, check)]
     start = timesteps(T, steps, "logsnr", schedule.alphas_cumprod).tolist()
-    lams = lam_of[start].copy()
+    lams, current = lam_of[start].copy(), start
     best = _loss(model, schedule, fit, refs[0], start, method, prediction)
     first = best
     bar = None
@@ -75,16 +73,16 @@ def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: 
                         bar.update(1)
                     continue
                 grid = to_t(trial)
-                loss = _loss(model, schedule, fit, refs[0], grid, method, prediction) if grid != to_t(lams) else math.inf
+                loss = _loss(model, schedule, fit, refs[0], grid, method, prediction) if grid != current else math.inf
                 if loss < best:
-                    best, lams = loss, trial
+                    best, lams, current = loss, trial, grid
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{best:.3g}")
         delta /= 2
     if bar is not None:
         bar.close()
-    grid = to_t(lams)
+    grid = current
     return {
         "grid": grid, "start": start, "fit_loss": best, "fit_loss_logsnr": first,
         "check_loss": _loss(model, schedule, check, refs[1], grid, method, prediction),

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-__all__ = ["SOLVERS", "Multistep", "calls_per_sample", "heun_step", "is_multistep", "log_snr_half", "recommended", "phi_integral", "sigma_weights", "weights"]
+__all__ = ["SOLVERS", "Multistep", "heun_step", "is_multistep", "log_snr_half", "recommended", "phi_integral", "sigma_weights", "weights"]
 
 SOLVERS: dict[str, str] = {
     "dpm++2m": "2nd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 2M family), 1 call/step",
@@ -184,9 +184,3 @@ def recommended(calls: int) -> tuple[str, str]:
 
 def is_multistep(method: str) -> bool:
     return method in _MULTISTEP
-
-
-def calls_per_sample(method: str, steps: int) -> int:
-    """Model evaluations per sample for ``steps`` visited levels."""
-    return 2 * steps - 1 if method == "heun" else steps
-

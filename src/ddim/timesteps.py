@@ -68,7 +68,7 @@ def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
     ab = torch.as_tensor(alphas_cumprod).double().cpu().numpy()
     if ab.shape != (T,):
         raise ValueError(f"alphas_cumprod has shape {ab.shape}, expected ({T},)")
-    lam = 0.5 * (np.log(ab) - np.log1p(-ab))  # decreasing in t
+    lam = lambdas(ab)
     if S == 1:
         return np.array([T - 1])
     u = np.linspace(0.0, 1.0, S)
@@ -77,8 +77,19 @@ def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
     else:
         lo, hi = np.exp(-lam[0]) ** (1 / KARRAS_RHO), np.exp(-lam[-1]) ** (1 / KARRAS_RHO)
         targets = -np.log((hi + u * (lo - hi)) ** KARRAS_RHO)
-    nearest = np.abs(lam[None, :] - targets[:, None]).argmin(1)  # from t = T-1 down to 0
-    return _spread(np.sort(nearest), T)
+    return nearest_steps(lam, targets)[::-1]
+
+
+def lambdas(alphas_cumprod: np.ndarray) -> np.ndarray:
+    """lambda_t = log(alpha_t / sigma_t) per training step (decreasing in t), float64."""
+    return 0.5 * (np.log(alphas_cumprod) - np.log1p(-alphas_cumprod))
+
+
+def nearest_steps(lam: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The training steps whose lambda is nearest to each target, made distinct: a strictly
+    decreasing grid of len(targets) steps (the lambda table ``lam`` comes from ``lambdas``)."""
+    nearest = np.abs(lam[None, :] - np.asarray(targets)[:, None]).argmin(1)
+    return _spread(np.sort(nearest), len(lam))[::-1]
 
 
 def _spread(ascending: np.ndarray, T: int) -> np.ndarray:
