@@ -189,13 +189,12 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
     model_fp = _fingerprint(m.path)
 
     grid = [(seed, spec, steps) for seed in cfg.seeds for spec in samplers for steps in sorted(cfg.steps)]
-    meta_of = {}
-    todo = 0
+    meta_of, cached = {}, {}  # per cell: its settings, and its saved images if they match them (read once)
     for seed, (method, eta, _label), steps in grid:
-        meta = dict(model=model_fp, method=method, eta=eta, steps=steps, spacing=cfg.spacing, num_images=cfg.num_images, seed=seed, seed_stride=SEED_STRIDE)
-        meta_of[(seed, method, eta, steps)] = meta
-        if not _cached(out / "cells" / f"{_cell_name(method, eta, steps, seed)}.npz", meta):
-            todo += steps * cfg.num_images
+        key = (seed, method, eta, steps)
+        meta_of[key] = dict(model=model_fp, method=method, eta=eta, steps=steps, spacing=cfg.spacing, num_images=cfg.num_images, seed=seed, seed_stride=SEED_STRIDE)
+        cached[key] = _cached(out / "cells" / f"{_cell_name(method, eta, steps, seed)}.npz", meta_of[key])
+    todo = sum(steps * cfg.num_images for (_s, _m, _e, steps), cell in cached.items() if cell is None)
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -204,9 +203,8 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
 
     rows, sampled, reused = [], 0, 0
     for seed, (method, eta, label), steps in grid:
-        meta = meta_of[(seed, method, eta, steps)]
+        meta, cell = meta_of[(seed, method, eta, steps)], cached[(seed, method, eta, steps)]
         path = out / "cells" / f"{_cell_name(method, eta, steps, seed)}.npz"
-        cell = _cached(path, meta)
         if cell is None:
             if bar is not None:
                 bar.set_description(f"compare {label} S={steps} seed={seed}")
