@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save_checkpoint(acc, out, done, cfg.keep_checkpoints)
             if acc.is_main_process:
-                _save_model_folder(out, ema.module, schedule, cfg, data, preset, num_classes, done)
+                _save_model_folder(out, ema.module, schedule, cfg, data, preset, num_classes, null_class, done)
         if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
             _sample_grid(ema.module, schedule, cfg, data, out / "samples" / f"step-{done:07d}.png", num_classes)
         if done == tick_step:  # keep saving and sampling out of the measured training rate
@@ -275,9 +275,8 @@ def _save_checkpoint(acc, out: Path, step: int, keep: int) -> None:
     acc.wait_for_everyone()
 
 
-def _save_model_folder(out: Path, net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, preset: str, num_classes, step: int) -> None:
-    null = num_classes if num_classes and cfg.label_dropout > 0 else None
-    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "null_class": null, "trained_steps": step}
+def _save_model_folder(out: Path, net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, preset: str, num_classes, null_class, step: int) -> None:
+    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "null_class": null_class, "trained_steps": step}
     save_model(out, net, schedule, cfg.prediction, extra)
 
 
