@@ -62,3 +62,10 @@ def test_shipped_conditional_model_follows_its_labels():
             x = ddim.sample(Guided(m.model, labels, w, m.null_class), m.schedule, x_T, steps=10, method="unipc", spacing="logsnr")
             acc[w] = float((net(quantize(x)).argmax(1) == labels).float().mean())
     assert acc[1.0] > 0.5 and acc[3.0] >= acc[1.0], acc
+
+
+def test_bad_label_dropout_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--conditional", "--label-dropout", "1.5", "--output", str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "ddim train: error: --label-dropout must lie in [0, 1), got 1.5"
+    assert not out.exists()

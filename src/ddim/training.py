@@ -79,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -121,8 +123,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if cfg.conditional and data.labels is None:
         raise ValueError(f"--conditional needs labels, and {data.name} has none")
     num_classes = data.num_classes if cfg.conditional else None
-    if not 0 <= cfg.label_dropout < 1:
-        raise ValueError(f"--label-dropout must lie in [0, 1), got {cfg.label_dropout}")
     null_class = num_classes if num_classes and cfg.label_dropout > 0 else None  # one extra embedding: "no label"
     preset = cfg.preset or default_preset(data)
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
