@@ -45,7 +45,8 @@ def test_compare_writes_every_output_and_resumes(tiny_digits, tmp_path, capsys):
     assert all(float(r["fd"]) > 0 and 0 <= float(r["precision"]) <= 1 for r in rows)
     report = (out / "report.md").read_text()
     assert "## FD-digits" in report and "| eta \\ S | 2 | 4 |" in report and "| σ̂ |" in report and " ± " in report
-    assert "ddim compare " in report and "held-out real images" in report
+    assert "ddim compare " in report and "`digits` train split (the model's own training data)" in report
+    assert "6 real images of the `test` split (a fixed random draw, as many as a cell's samples)" in report
     from PIL import Image
 
     assert Image.open(out / "consistency.png").size == (3 * (64 + 2) + 2, 2 * (64 + 2) + 2)  # 3 latents x 2 step counts
@@ -91,7 +92,8 @@ def test_cells_of_one_seed_share_x_T_and_seeds_differ(tiny_digits, tmp_path, cap
         (["-n", "2"], "--num-images must be at least 4 (metrics need a few samples), got 2"),
         (["--seeds", "1", "1"], "seeds repeat: [1, 1]"),
         (["--features", "nowhere"], "no feature network at nowhere: expected config.json and model.safetensors"),
-        (["--dataset", "fashion-mnist"], "no shipped feature network for dataset 'fashion-mnist'"),
+        (["--dataset", "moons"], "no shipped feature network for dataset 'moons'"),
+        (["--dataset", "fashion-mnist"], "feature network 'fashion-mnist' takes images (1, 28, 28) but the model makes (1, 8, 8)"),
     ],
 )
 def test_compare_bad_input(tiny_digits, tmp_path, capsys, extra, message):
@@ -104,6 +106,16 @@ def test_compare_needs_to_know_the_dataset(tmp_path, capsys):
     folder = save_model(tmp_path / "anon", build_model("tiny"), ddim.NoiseSchedule.linear(1000), "eps")
     code, _, err = run(["compare", folder, "--steps", "2", "-n", "4", "--output", tmp_path / "o"], capsys)
     assert code == 2 and "does not say which dataset it was trained on; pass --dataset" in err
+
+
+def test_reference_split_defaults_to_unseen_data_when_there_is_enough():
+    from ddim.compare import reference_split
+    from ddim.data import FASHION_MNIST_DIR
+
+    assert reference_split("digits", "auto") == "train"  # 179 test digits are too few for a reference
+    assert reference_split("digits", "test") == "test"
+    if FASHION_MNIST_DIR.is_dir():
+        assert reference_split("fashion-mnist", "auto") == "test"
 
 
 def test_parse_sampler_labels():

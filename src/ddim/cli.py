@@ -22,7 +22,7 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a DDPM on a dataset", description="Train a DDPM (eps/x0/v objective) with EMA, checkpoints and sample grids.")
     p.add_argument("--dataset", default=d.dataset, help="digits (default), fashion-mnist, moons, swissroll, 8gaussians, a folder of images or of MNIST IDX files")
     p.add_argument("--output", default=d.output, help=f"run folder; becomes a loadable model folder (default {d.output})")
-    p.add_argument("--preset", default=None, help="network preset: digits, mnist, cifar, tiny, mlp (default: by dataset)")
+    p.add_argument("--preset", default=None, help="network preset: digits, fashion, mnist, cifar, tiny, mlp (default: by dataset: digits for 8x8, fashion for 28x28 gray, cifar for larger, mlp for 2-D)")
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps in total (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step and process (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate after warm-up (default {d.lr})")
@@ -43,6 +43,7 @@ def _add_train(sub) -> None:
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps per line of log.csv")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept on disk, 0 = all (default {d.keep_checkpoints})")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint (to --steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -137,7 +138,8 @@ def _add_compare(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per model call (default {d.batch_size})")
     p.add_argument("--features", default=None, help="feature network folder or shipped name (default: the one for the model's dataset)")
     p.add_argument("--dataset", default=None, help="real data for the reference statistics (default: the model's training set)")
-    p.add_argument("--reference-split", choices=("train", "test"), default=d.reference_split, help="split of the real data (default train)")
+    p.add_argument("--reference-split", choices=("auto", "train", "test"), default=d.reference_split,
+                   help="split of the real data: auto (default) = the test split when it has at least 1,000 images (unseen data), else train")
     p.add_argument("--consistency", type=int, default=d.consistency, help=f"latents in consistency.png (default {d.consistency}; 0 = none)")
     p.add_argument("--inception", action="store_true", help="also Inception FID (needs pytorch-fid and its weights on this machine)")
     p.add_argument("--output", default=d.output, help=f"output folder; reused cells live in OUTPUT/cells (default {d.output})")
@@ -200,6 +202,7 @@ def cmd_train(args) -> int:
         mixed_precision=args.mixed_precision, prediction=args.prediction, schedule=args.schedule, T=args.T,
         flip=args.flip, image_size=args.image_size, channels=args.channels, conditional=args.conditional, label_dropout=args.label_dropout,
         seed=args.seed, log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
     )
     out = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:

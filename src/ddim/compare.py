@@ -41,6 +41,7 @@ __all__ = ["CompareConfig", "compare", "parse_sampler", "SEED_STRIDE"]
 SEED_STRIDE = 1_000_000  # image i of seed s uses generator seed s * SEED_STRIDE + i
 DEFAULT_STEPS = (10, 20, 50, 100, 1000)
 DEFAULT_SAMPLERS = ("0", "0.2", "0.5", "1", "sigma-hat")
+AUTO_TEST_MIN = 1000  # a test split at least this large is the default reference (digits' 179 are too few)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class CompareConfig:
     output: str = "ddim-compare"
     features: str | None = None      # feature-network folder or shipped name; default: by the model's dataset
     dataset: str | None = None       # real data for the reference; default: the model's training dataset
-    reference_split: str = "train"
+    reference_split: str = "auto"    # "auto": the test split if it has >= AUTO_TEST_MIN images (data the model never saw), else train
     consistency: int = 8             # latents in consistency.png
     inception: bool = False
     device: str | None = None
@@ -173,6 +174,7 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
     net: FeatureNet = load_features(cfg.features) if cfg.features else features_for_dataset(dataset)
     if tuple(net.image_shape) != tuple(m.sample_shape):
         raise ValueError(f"feature network {net.name!r} takes images {tuple(net.image_shape)} but the model makes {tuple(m.sample_shape)}")
+    split = reference_split(dataset, cfg.reference_split)
     inception = None
     if cfg.inception:
         from .features import inception_features
@@ -180,11 +182,11 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
         inception = inception_features  # fails early, before sampling, if unavailable
         from .data import load_dataset
 
-        ref_inception = gaussian_stats(inception(load_dataset(dataset, split=cfg.reference_split).data, device=device))
+        ref_inception = gaussian_stats(inception(load_dataset(dataset, split=split).data, device=device))
 
     out = Path(cfg.output)
     ensure_writable_dir(out / "cells")
-    real = reference_features(dataset, net, cfg.reference_split, cfg.cache_dir)
+    real = reference_features(dataset, net, split, cfg.cache_dir)
     mu_r, cov_r = gaussian_stats(real)
     model_fp = _fingerprint(m.path)
 
@@ -230,12 +232,12 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
     if bar is not None:
         bar.close()
 
-    baseline = _real_baseline(dataset, net, real, mu_r, cov_r, cfg)
+    baseline = _real_baseline(dataset, net, real, mu_r, cov_r, split, cfg.num_images)
     _write_csv(rows, out / "results.csv")
     consistency = _consistency(m, cfg, out, samplers, device)
     _plots(rows, net.name, out)
     info = dict(machine=_machine(device), model=str(cfg.model), model_path=str(m.path), model_fingerprint=model_fp, params=m.num_parameters,
-                dataset=dataset, features=net, reference=len(real), baseline=baseline, consistency=consistency)
+                dataset=dataset, split=split, features=net, reference=len(real), baseline=baseline, consistency=consistency)
     (out / "report.md").write_text(_report(rows, cfg, info))
     (out / "config.json").write_text(json.dumps({k: v for k, v in asdict(cfg).items()}, indent=2) + "\n")
     log(f"{sampled} cells sampled, {reused} reused; wrote {out / 'report.md'}")
@@ -254,19 +256,33 @@ def _cached(path: Path, meta: dict):
         return None  # a damaged cell is sampled again
 
 
-def _real_baseline(dataset: str, net: FeatureNet, real: np.ndarray, mu_r, cov_r, cfg: CompareConfig) -> dict | None:
-    """The metrics of held-out real images against the reference: what a perfect model would score
-    at that sample count (FD is biased upwards at small N; KID is not)."""
+def reference_split(dataset: str, choice: str) -> str:
+    """'train' or 'test' as given; 'auto' -> the test split when it holds at least AUTO_TEST_MIN images."""
+    if choice != "auto":
+        return choice
     from .data import load_dataset
 
-    other = "test" if cfg.reference_split == "train" else "train"
     try:
-        held = load_dataset(dataset, split=other)
+        return "test" if len(load_dataset(dataset, split="test")) >= AUTO_TEST_MIN else "train"
+    except (ValueError, FileNotFoundError):
+        return "train"
+
+
+def _real_baseline(dataset: str, net: FeatureNet, real: np.ndarray, mu_r, cov_r, split: str, n: int) -> dict | None:
+    """The metrics of ``n`` real images of the other split (a fixed random draw; as many as a cell's
+    samples, so FD carries the same small-sample bias) against the reference: what a perfect model scores."""
+    from .data import load_dataset
+
+    other = "test" if split == "train" else "train"
+    try:
+        held = load_dataset(dataset, split=other).data
     except (ValueError, FileNotFoundError):
         return None
+    if len(held) > n:
+        held = held[torch.randperm(len(held), generator=torch.Generator().manual_seed(0))[:n]]
     if len(held) < 4:
         return None
-    feats = net.embed(held.data)
+    feats = net.embed(held)
     mu, cov = gaussian_stats(feats)
     prec, rec = precision_recall(real, feats)
     return dict(split=other, num_images=len(held), fd=frechet_distance(mu, cov, mu_r, cov_r), kid=kernel_distance(feats, real)[0], precision=prec, recall=rec)
@@ -384,7 +400,8 @@ def _report(rows: list[dict], cfg: CompareConfig, info: dict) -> str:
         f"generator seed s·{SEED_STRIDE:,} + i; all cells of a seed share their x_T); spacing `{cfg.spacing}`",
         f"- features: `{name}` classifier (sha256 {net.fingerprint}…"
         + (f", {acc:.1%} accuracy on the held-out split" if acc is not None else "") + ")",
-        f"- reference: {info['reference']} real images, `{info['dataset']}` {cfg.reference_split} split",
+        f"- reference: {info['reference']} real images, `{info['dataset']}` {info['split']} split"
+        + (" (held out: neither the model nor the feature network trained on it)" if info["split"] == "test" else " (the model's own training data)"),
         "",
         f"Rows: DDIM eta (0.0 = deterministic DDIM, 1.0 = DDPM's posterior variance) and σ̂ (DDPM's larger 'fixed large' variance); columns: steps S.{spread}",
         "",
@@ -416,9 +433,11 @@ def _report(rows: list[dict], cfg: CompareConfig, info: dict) -> str:
         parts += [
             "## Real data against the same reference",
             "",
-            f"The {b['num_images']} held-out real images (`{b['split']}` split): FD-{name} {b['fd']:.3g}, KID×10³ {b['kid'] * 1e3:.3g}, "
-            f"precision {b['precision']:.3f}, recall {b['recall']:.3f}. FD is biased upwards at small sample counts, so compare it "
-            f"with the cells with care ({b['num_images']} vs {cfg.num_images} images); KID is unbiased at any count.",
+            f"{b['num_images']} real images of the `{b['split']}` split (a fixed random draw"
+            + (", as many as a cell's samples" if b["num_images"] == cfg.num_images else "")
+            + f") against the reference: FD-{name} {b['fd']:.3g}, KID×10³ {b['kid'] * 1e3:.3g}, precision {b['precision']:.3f}, "
+            f"recall {b['recall']:.3f}. This is what a perfect model would score; FD is biased upwards at small sample counts, so "
+            f"read the cells against this row, not against 0.",
             "",
         ]
     parts += ["## Plots", "", "![metrics vs steps](metrics_vs_steps.png)", "", "![FD vs wall time](fd_vs_time.png)", ""]
