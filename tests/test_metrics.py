@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddim import features as F
-from ddim.data import load_dataset
+from ddim.data import FASHION_MNIST_DIR, load_dataset
 from ddim.metrics import frechet_distance, gaussian_stats, kernel_distance, precision_recall, reference_features
 
 
@@ -81,6 +81,15 @@ def test_shipped_digits_classifier_reports_its_true_accuracy():
     assert feats.shape == (1618, 64) and feats.var(0).mean() == pytest.approx(1.0, rel=5e-3)  # 8-bit rounding moves it slightly
 
 
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_shipped_fashion_mnist_classifier_reports_its_true_accuracy():
+    net = F.load_features("fashion-mnist")
+    test = load_dataset("fashion-mnist", split="test")
+    acc = F.accuracy(net, test.data, test.labels)  # 10,000 images neither the generator nor this network saw
+    assert acc == pytest.approx(net.info["test_accuracy"], abs=1e-6)
+    assert acc >= 0.88 and net.info["train_images"] == 60000 and net.image_shape == (1, 28, 28)
+
+
 def test_feature_network_round_trip(tmp_path):
     torch.manual_seed(0)
     net = F.FeatureNet((1, 8, 8), num_classes=3, width=4, feature_dim=5, name="toy")
@@ -104,8 +113,8 @@ def test_embedding_sees_the_saved_8_bit_image():
 
 
 def test_no_feature_network_for_an_unknown_dataset():
-    with pytest.raises(ValueError, match="no shipped feature network for dataset 'fashion-mnist'.*ddim train-classifier --dataset fashion-mnist"):
-        F.features_for_dataset("fashion-mnist")
+    with pytest.raises(ValueError, match="no shipped feature network for dataset 'moons'.*ddim train-classifier --dataset moons"):
+        F.features_for_dataset("moons")
 
 
 def test_reference_features_are_cached_by_dataset_split_and_network(tmp_path, monkeypatch):

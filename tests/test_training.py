@@ -25,14 +25,14 @@ def test_a_few_steps_per_preset_make_a_loadable_model(tmp_path, dataset, preset)
     assert (out / "samples" / "step-0000003.png").is_file()
 
 
-def test_mnist_and_cifar_presets_on_folders(tmp_path):
+def test_fashion_and_cifar_presets_on_folders(tmp_path):
     import numpy as np
     from test_data import write_idx, write_pngs
 
     (tmp_path / "idx").mkdir()
     write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (4, 28, 28)))
     out = train(TrainConfig(dataset=str(tmp_path / "idx"), output=str(tmp_path / "a"), steps=1, **{**FAST, "batch_size": 2}), progress=False)
-    assert ddim.load(out).sample_shape == (1, 28, 28) and ddim.load(out).config["preset"] == "mnist"
+    assert ddim.load(out).sample_shape == (1, 28, 28) and ddim.load(out).config["preset"] == "fashion"
     write_pngs(tmp_path / "png", [(40, 36)] * 3)
     cfg = TrainConfig(dataset=str(tmp_path / "png"), image_size=32, flip=True, output=str(tmp_path / "b"), steps=1, **{**FAST, "batch_size": 2})
     out = train(cfg, progress=False)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 __all__ = ["FeatureNet", "SHIPPED_FEATURES", "load_features", "features_for_dataset", "train_classifier", "save_features", "inception_features"]
 
-SHIPPED_FEATURES = {"digits": "digits-classifier"}  # dataset -> folder under ddim/pretrained
+SHIPPED_FEATURES = {"digits": "digits-classifier", "fashion-mnist": "fashion-mnist-classifier"}  # dataset -> folder under ddim/pretrained
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 
 
@@ -194,7 +194,8 @@ def train_classifier(dataset: str = "digits", *, epochs: int = 60, batch_size: i
             bar.set_postfix(loss=f"{loss.item():.3f}")
     net.eval()
     with torch.no_grad():
-        net.feature_scale.fill_(1 / net.body(train.data).var(0).mean().sqrt())
+        feats = torch.cat([net.body(train.data[i : i + 1000]) for i in range(0, len(train), 1000)])  # batched: 60k images at once need GBs
+        net.feature_scale.fill_(1 / feats.var(0).mean().sqrt())
     info = dict(
         dataset=dataset, train_images=len(train), test_images=len(test),
         train_accuracy=accuracy(net, train.data, train.labels), test_accuracy=accuracy(net, test.data, test.labels),

@@ -28,7 +28,7 @@ from .schedule import NoiseSchedule
 
 __all__ = ["PRESETS", "SHIPPED", "build_model", "save_model", "load", "LoadedModel", "MLPDenoiser", "Denoiser"]
 
-SHIPPED = ("digits", "digits-cond")
+SHIPPED = ("digits", "digits-cond", "fashion-mnist")
 _PRED_TO_DIFFUSERS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 _PRED_FROM_DIFFUSERS = {v: k for k, v in _PRED_TO_DIFFUSERS.items()}
 _BETA_SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid"}
@@ -47,6 +47,8 @@ def _unet(size: int, channels: int, widths: tuple[int, ...], attention: tuple[bo
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": _unet(8, 1, (32, 64, 64), (False, True, False), 1, 16),      # 8x8 gray
     "mnist": _unet(28, 1, (32, 64, 128), (False, False, True), 1, 16),     # 28x28 gray
+    # 28x28 gray, sized for a CPU budget (docs/fashion-mnist-model.md): attention only in the 7x7 mid block
+    "fashion": _unet(28, 1, (32, 64, 64), (False, False, False), 1, 16),
     "cifar": _unet(32, 3, (64, 128, 128, 128), (False, True, False, False), 2, 32),
     "tiny": _unet(8, 1, (8, 16), (False, False), 1, 4),                    # tests
     "mlp": dict(hidden=256, depth=4, time_dim=64),                         # 2-D toy data

@@ -45,7 +45,7 @@ class TrainConfig:
 
     dataset: str = "digits"
     output: str = "runs/digits"
-    preset: str | None = None  # default: by dataset (digits, mnist, cifar, mlp)
+    preset: str | None = None  # default: by dataset (digits, fashion, cifar, mlp)
     steps: int = 8000
     batch_size: int = 128
     lr: float = 1e-3
@@ -75,6 +75,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "T", "log_every", "sample_every", "checkpoint_every", "grid_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be 0 (keep all) or more, got {self.keep_checkpoints}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
@@ -96,7 +98,7 @@ def default_preset(data: Dataset) -> str:
     c, h, _ = data.sample_shape
     if h <= 8:
         return "digits"
-    return "mnist" if c == 1 and h <= 28 else "cifar"
+    return "fashion" if c == 1 and h <= 28 else "cifar"
 
 
 def _make_schedule(cfg: TrainConfig) -> NoiseSchedule:
