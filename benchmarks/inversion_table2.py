@@ -1,4 +1,4 @@
-"""The DDIM paper's Table 2 on our data: round-trip error x0 -> x_T -> x0 on held-out digits.
+"""The DDIM paper's Table 2 on our data: round-trip error x0 -> x_T -> x0 on held-out test images.
 
 For each S: plain DDIM inversion, the exact fixed-point inversion, and diffusers'
 DDIMInverseScheduler + DDIMScheduler, all on the same model and images in the same run.
@@ -6,6 +6,7 @@ Error is the per-dimension MSE with pixels in [0, 1] (the paper's unit), with mo
 wall time per method.
 
     python benchmarks/inversion_table2.py --images 100 --out docs/benchmarks
+    python benchmarks/inversion_table2.py --model fashion-mnist --images 64 --name inversion-table2-fashion-mnist
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=list(PAPER))
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    p.add_argument("--name", default="inversion-table2", help="output files NAME.md and NAME.csv")
     args = p.parse_args()
     m = ddim.load(args.model)
-    x0 = ddim.data.load_dataset("digits", split="test").data[: args.images]
+    dataset = m.config.get("train", {}).get("dataset", "digits")
+    x0 = ddim.data.load_dataset(dataset, split="test").data[: args.images]
     methods = {
         "plain DDIM inversion": lambda S: ours(m, x0, S, "ddim", 0),
         f"fixed-point ({args.iterations} iterations)": lambda S: ours(m, x0, S, "fixed-point", args.iterations),
@@ -83,13 +86,13 @@ def main() -> None:
                 rows.append(dict(steps=S, method=name, mse=mse, calls_per_image=calls, seconds=seconds))
                 print(f"S={S:5d} {name:48s} MSE {mse:.3e}  calls {calls}  {seconds:.1f}s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, args.out / "inversion-table2.csv")
+    write_csv(rows, args.out / f"{args.name}.csv")
     names = list(methods)
     cell = {(r["method"], r["steps"]): r for r in rows}
     lines = [
         command_line("inversion_table2.py"),
         "",
-        f"Model {args.model!r}; {len(x0)} held-out digits (test split); uniform spacing; machine {platform.machine()}, "
+        f"Model {args.model!r}; {len(x0)} held-out {dataset} images (test split); uniform spacing; machine {platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}.",
         "Per-dimension MSE of x0 -> x_T -> x0, pixels in [0, 1] (model calls per image for inversion + decoding):",
         "",
@@ -100,7 +103,7 @@ def main() -> None:
         "",
         *steps_table(names, args.steps, lambda n, S: f"{cell[(n, S)]['seconds']:.1f}"),
     ]
-    (args.out / "inversion-table2.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -4,12 +4,14 @@ Two test beds, every number from the same run:
 
 1. the exact-score Gaussian-mixture oracle (64 dims, 10 modes): Frechet distance of N samples to
    the true mean and covariance, next to the finite-sample floor (exact draws of N);
-2. the shipped digits model: FD-digits of N images against the training split's features.
+2. a model (``--model``, default the shipped digits model): FD-<dataset> of N images against the real
+   split ``ddim compare`` uses (the test split when it has >= 1,000 images, else the training split).
 
 Every sampler starts from the same noise; diffusers' schedulers drive the same model callables.
 Model calls are counted, not assumed (Heun makes 2 per step but 1 on the last).
 
     python benchmarks/solvers.py --out docs/benchmarks
+    python benchmarks/solvers.py --model fashion-mnist --skip-oracle --calls 5 8 10 20 --images 300 --name solvers-fashion-mnist
 
 writes solvers.md, solvers.csv and solvers.png.
 """
@@ -56,6 +58,14 @@ def ours(method: str, spacing: str):
 BED = ["oracle"]
 
 
+def auto(model, sched, x_T, calls):
+    """What ``ddim sample --method auto`` picks for ``calls`` (without a fitted grid in the model folder)."""
+    from ddim.solvers import recommended
+
+    method, spacing = recommended(calls)
+    return ddim.sample(model, sched, x_T, steps=calls, method=method, spacing=spacing)
+
+
 def diffusers_run(kind: str, **options):
     def run(model, sched, x_T, calls):
         import diffusers
@@ -78,8 +88,10 @@ def diffusers_run(kind: str, **options):
 
 
 SAMPLERS = {
+    "ours auto (ddim sample's default)": auto,
     "ours DDIM (uniform, the paper's)": ours("ddim", "uniform"),
     "ours DDIM (logsnr)": ours("ddim", "logsnr"),
+    "ours DDIM (quadratic)": ours("ddim", "quadratic"),
     "ours dpm++2m (logsnr)": ours("dpm++2m", "logsnr"),
     "ours dpm++2m (karras)": ours("dpm++2m", "karras"),
     "ours dpm++3m (logsnr)": ours("dpm++3m", "logsnr"),
@@ -87,6 +99,7 @@ SAMPLERS = {
     "ours unipc (karras)": ours("unipc", "karras"),
     "ours unipc (trailing)": ours("unipc", "trailing"),
     "ours unipc3 (logsnr)": ours("unipc3", "logsnr"),
+    "ours unipc3 (quadratic)": ours("unipc3", "quadratic"),
     "ours unipc (fitted grid)": ours("unipc", "optimized"),
     "ours heun (karras)": ours("heun", "karras"),
     "ours dpm++2m-sde (logsnr)": ours("dpm++2m-sde", "logsnr"),
@@ -134,43 +147,53 @@ def oracle(args) -> tuple[list[dict], float, float]:
     return rows, float(np.mean(floors)), float(np.std(floors))
 
 
-def digits(args) -> list[dict]:
-    from ddim.compare import SEED_STRIDE
-    from ddim.features import load_features
+def model_bed(args) -> list[dict]:
+    """FD-<dataset> of ``args.images`` samples of a shipped model or folder, against the real split
+    that ``ddim compare`` uses by default (the test split when it is large enough, else train)."""
+    from ddim.compare import SEED_STRIDE, reference_split
+    from ddim.features import features_for_dataset
     from ddim.metrics import reference_features
     from ddim.optimized_grid import load_grid
 
-    m = ddim.load("digits")
-    BED[0] = "digits"
-    for c in args.calls:  # fitted by: ddim optimize-grid digits --method unipc --steps 5 8 10 15 20
+    m = ddim.load(args.model)
+    dataset = m.config.get("train", {}).get("dataset", args.model)
+    BED[0] = "model"
+    for c in args.calls:  # fitted by: ddim optimize-grid MODEL --method unipc --steps 5 8 10 15 20
         try:
-            GRIDS[("digits", "unipc", c)] = load_grid(m.path, "unipc", c)
+            GRIDS[("model", "unipc", c)] = load_grid(m.path, "unipc", c)
         except ValueError:
-            print(f"no fitted {c}-step grid in the digits model folder; that cell stays empty", flush=True)
-    net = load_features("digits")
-    real = reference_features("digits", net, "train")
+            print(f"no fitted {c}-step grid in the {args.model} model folder; that cell stays empty", flush=True)
+    net = features_for_dataset(dataset)
+    split = reference_split(dataset, "auto")
+    real = reference_features(dataset, net, split)
+    BED.append(f"FD-{net.name} of {args.images} images against the {split} split ({len(real)} images)")
     mu_r, cov_r = gaussian_stats(real)
     score = lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu_r, cov_r)  # noqa: E731
     gens = [torch.Generator().manual_seed(i) for i in range(args.images)]  # seed 0 of ddim compare
     assert SEED_STRIDE > args.images
     x_T = torch.stack([torch.randn(m.sample_shape, generator=g) for g in gens])
-    return [measure(n, r, m.model, m.schedule, x_T, c, score) | {"bed": "digits"} for n, r in SAMPLERS.items() for c in args.calls]
+    names = [n for n in SAMPLERS if not args.samplers or n in args.samplers]
+    return [measure(n, SAMPLERS[n], m.model, m.schedule, x_T, c, score) | {"bed": "model"} for n in names for c in args.calls]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=10000, help="oracle samples per cell")
-    p.add_argument("--images", type=int, default=500, help="digits images per cell")
+    p.add_argument("--model", default="digits", help="shipped model name or folder for the second test bed (default digits)")
+    p.add_argument("--images", type=int, default=500, help="model samples per cell")
     p.add_argument("--calls", type=int, nargs="+", default=list(CALLS))
-    p.add_argument("--skip-digits", action="store_true")
+    p.add_argument("--samplers", nargs="+", default=None, choices=list(SAMPLERS), metavar="NAME", help="only these samplers (default: all)")
+    p.add_argument("--skip-model", action="store_true", help="the oracle only")
+    p.add_argument("--skip-oracle", action="store_true", help="the model only")
+    p.add_argument("--name", default="solvers", help="output files NAME.md, NAME.csv, NAME.png (default solvers)")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = p.parse_args()
 
-    rows, floor, floor_sd = oracle(args)
-    if not args.skip_digits:
-        rows += digits(args)
+    rows, floor, floor_sd = oracle(args) if not args.skip_oracle else ([], float("nan"), float("nan"))
+    if not args.skip_model:
+        rows += model_bed(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, args.out / "solvers.csv")
+    write_csv(rows, args.out / f"{args.name}.csv")
     write_markdown(args, rows, floor, floor_sd)
     plot(args, rows, floor)
 
@@ -193,13 +216,18 @@ def write_markdown(args, rows, floor, floor_sd) -> None:
         "",
     ]
     cell = {(r["bed"], r["sampler"], r["calls"]): r for r in rows}
-    lines += steps_table(names, args.calls, lambda n, c: _fmt(cell[("oracle", n, c)]["value"], ".4f"))
-    if any(r["bed"] == "digits" for r in rows):
-        lines += ["", f"## Shipped digits model (N = {args.images} images, FD-digits against the training split)", ""]
-        lines += steps_table(names, args.calls, lambda n, c: _fmt(cell[("digits", n, c)]["value"], ".3f"))
-    lines += ["", "Model calls actually made (oracle):", ""]
-    lines += steps_table(names, args.calls, lambda n, c: str(cell[("oracle", n, c)]["model_calls"]))
-    (args.out / "solvers.md").write_text("\n".join(lines).replace("| method |", "| sampler |").replace("S=", "") + "\n")
+    if args.skip_oracle:
+        lines = lines[:4]
+    else:
+        lines += steps_table(names, args.calls, lambda n, c: _fmt(cell[("oracle", n, c)]["value"], ".4f"))
+    if any(r["bed"] == "model" for r in rows):
+        used = [n for n in names if ("model", n, args.calls[0]) in cell]
+        lines += ["", f"## Model {args.model!r} ({BED[-1]})", ""]
+        lines += steps_table(used, args.calls, lambda n, c: _fmt(cell[("model", n, c)]["value"], ".3f"))
+    bed = "model" if args.skip_oracle else "oracle"
+    lines += ["", f"Model calls actually made ({bed}):", ""]
+    lines += steps_table([n for n in names if (bed, n, args.calls[0]) in cell], args.calls, lambda n, c: str(cell[(bed, n, c)]["model_calls"]))
+    (args.out / f"{args.name}.md").write_text("\n".join(lines).replace("| method |", "| sampler |").replace("S=", "") + "\n")
 
 
 def plot(args, rows, floor) -> None:
@@ -208,7 +236,7 @@ def plot(args, rows, floor) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    beds = [b for b in ("oracle", "digits") if any(r["bed"] == b for r in rows)]
+    beds = [b for b in ("oracle", "model") if any(r["bed"] == b for r in rows)]
     fig, axes = plt.subplots(1, len(beds), figsize=(7 * len(beds), 5), squeeze=False)
     for ax, bed in zip(axes[0], beds):
         for name in SAMPLERS:
@@ -222,12 +250,12 @@ def plot(args, rows, floor) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("model calls per sample")
-        ax.set_ylabel("FD to the truth" if bed == "oracle" else "FD-digits")
-        ax.set_title("Gaussian-mixture oracle" if bed == "oracle" else "shipped digits model")
+        ax.set_ylabel("FD to the truth" if bed == "oracle" else "FD (the dataset's classifier features)")
+        ax.set_title("Gaussian-mixture oracle" if bed == "oracle" else f"model {args.model!r}")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.out / "solvers.png", dpi=110)
+    fig.savefig(args.out / f"{args.name}.png", dpi=110)
     plt.close(fig)
 
 

@@ -55,14 +55,14 @@ def test_existing_outputs_are_kept_unless_overwrite(model_folder, tmp_path, caps
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["sample", "{missing}"], "ddim sample: error: no model folder at {missing}; give a folder with model_index.json or one of: digits, digits-cond"),
+        (["sample", "{missing}"], "ddim sample: error: no model folder at {missing}; give a folder with model_index.json or one of: digits, digits-cond, fashion-mnist"),
         (["sample", "{tmp}"], "ddim sample: error: {tmp} is not a model folder: expected unet/config.json and scheduler/scheduler_config.json in it"),
         (["sample", "{model}", "--steps", "1001"], "ddim sample: error: --steps must lie in 1..1000 (this model's training steps), got 1001"),
         (["sample", "{model}", "--eta", "-0.5"], "ddim sample: error: --eta must lie in [0, 1] (0 = deterministic DDIM), got -0.5"),
         (["sample", "{model}", "--method", "ddpm", "--eta", "0.5"], "ddim sample: error: --eta applies to --method ddim only; ddpm fixes its own noise"),
         (["sample", "{model}", "--output", "{file}/sub"], "ddim sample: error: cannot write to output folder {file}/sub: Not a directory"),
         (["sample", "{model}", "--class", "3"], "ddim sample: error: --class needs a class-conditional model; this one has no classes"),
-        (["info", "{missing}"], "ddim info: error: no model folder at {missing}; give a folder with model_index.json or one of: digits, digits-cond"),
+        (["info", "{missing}"], "ddim info: error: no model folder at {missing}; give a folder with model_index.json or one of: digits, digits-cond, fashion-mnist"),
         (["train", "--dataset", "{missing}", "--output", "{tmp}/run"], "ddim train: error: no dataset '{missing}': not a known name (digits, fashion-mnist, moons, swissroll, 8gaussians) and no such folder"),
     ],
 )
