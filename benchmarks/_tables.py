@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,4 +25,4 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 
 def command_line(script: str) -> str:
     """'Command: `python benchmarks/SCRIPT args`', the first line of every benchmark page."""
-    return f"Command: `python benchmarks/{script} " + " ".join(sys.argv[1:]) + "`"
+    return f"Command: `python benchmarks/{script} " + shlex.join(sys.argv[1:]) + "`"
