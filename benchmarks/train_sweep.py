@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from _tables import command_line, write_csv
+from train_throughput import plain_step
 
 from ddim.data import load_dataset
 from ddim.models import _unet
@@ -76,13 +77,7 @@ def run(name: str, seconds: float, eval_every: float, lr: float, warmup: int, tr
             group["lr"] = lr * min(1.0, (step + 1) / warmup)
         x0 = train_x[torch.randint(len(train_x), (bs,), generator=g)]
         t = torch.randint(1000, (bs,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        a = ab[t].reshape(-1, 1, 1, 1)
-        loss = torch.nn.functional.mse_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        plain_step(net, opt, ab, x0, t, torch.randn(x0.shape, generator=g))
         step += 1
         clock += time.perf_counter() - start
 

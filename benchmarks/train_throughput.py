@@ -37,15 +37,18 @@ def hand_loop(preset: str, batch: int, steps: int) -> float:
         if step == 3:
             start = time.perf_counter()
         x0 = data[torch.randint(len(data), (batch,))]
-        t = torch.randint(1000, (batch,))
-        noise = torch.randn_like(x0)
-        a = ab[t].reshape(-1, 1, 1, 1)
-        loss = torch.nn.functional.mse_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        plain_step(net, opt, ab, x0, torch.randint(1000, (batch,)), torch.randn_like(x0))
     return (time.perf_counter() - start) / steps
+
+
+def plain_step(net, opt, ab, x0, t, noise) -> None:
+    """One step of the DDPM objective on eps (Adam, clip 1.0), with nothing else around it."""
+    a = ab[t].reshape(-1, 1, 1, 1)
+    loss = torch.nn.functional.mse_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample, noise)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def trainer(preset: str, batch: int, steps: int) -> float:
