@@ -50,7 +50,7 @@ def main() -> None:
             x0 = ddim.sample(Guided(m.model, labels, w, m.null_class), m.schedule, x_T, steps=args.steps, method=args.method, spacing=args.spacing)
         seconds = time.perf_counter() - start
         with torch.no_grad():
-            from ddim.features import quantize
+            from ddim.images import quantize
 
             predicted = net(quantize(x0)).argmax(1)
         feats = net.embed(x0)

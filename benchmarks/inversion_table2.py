@@ -20,25 +20,16 @@ import torch
 from _tables import command_line, steps_table, write_csv
 
 import ddim
+from ddim.sampling import CallCounter
 
 PAPER = {10: 0.014, 20: 0.0065, 50: 0.0023, 100: 0.0009, 200: 0.0004, 500: 0.0001, 1000: 0.0001}
 
 
-def counted(model):
-    calls = [0]
-
-    def f(x, t):
-        calls[0] += 1
-        return model(x, t)
-
-    return f, calls
-
-
 def ours(m, x0, S, method, iterations):
-    f, calls = counted(m.model)
+    f = CallCounter(m.model)
     x_T = ddim.invert(f, m.schedule, x0, steps=S, method=method, iterations=iterations, prediction=m.prediction)
     back = ddim.sample(f, m.schedule, x_T, steps=S, prediction=m.prediction)
-    return back, calls[0]
+    return back, f.calls
 
 
 def diffusers_pair(m, x0, S):
@@ -46,7 +37,7 @@ def diffusers_pair(m, x0, S):
 
     cfg = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=False,
                set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
-    f, calls = counted(m.model)
+    f = CallCounter(m.model)
     inv, fwd = DDIMInverseScheduler(**cfg), DDIMScheduler(**cfg)
     inv.set_timesteps(S)
     fwd.set_timesteps(S)
@@ -55,7 +46,7 @@ def diffusers_pair(m, x0, S):
         x = inv.step(f(x, t.expand(len(x))), t, x).prev_sample
     for t in fwd.timesteps:
         x = fwd.step(f(x, t.expand(len(x))), t, x).prev_sample
-    return x, calls[0]
+    return x, f.calls
 
 
 def main() -> None:

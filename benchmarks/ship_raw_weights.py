@@ -18,8 +18,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 import ddim
-from ddim.data import load_dataset
-from ddim.training import TrainConfig, _save_model_folder
+from ddim.training import TrainConfig, _Run, _save_model_folder
 
 
 def main(run: str, step: str, out: str) -> None:
@@ -32,8 +31,7 @@ def main(run: str, step: str, out: str) -> None:
     cfg.ema_decay, cfg.steps, cfg.output = 0.0, step_n, out
     m = ddim.load(run_path)
     m.model.net.load_state_dict(load_file(ckpt / "model.safetensors"))
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
-    _save_model_folder(Path(out), m.model.net, m.schedule, cfg, data, m.config["preset"], None, None, step_n)
+    _save_model_folder(Path(out), m.model.net, _Run.of(cfg), step_n)
     print(f"wrote {out}: raw weights of {ckpt}, config {json.dumps(asdict(cfg))[:80]}...")
 
 

@@ -29,17 +29,9 @@ from _tables import command_line, steps_table, write_csv
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
+from ddim.sampling import CallCounter
 
 CALLS = (5, 8, 10, 15, 20, 50)
-
-
-class Counted:
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.model(x, t)
 
 
 GRIDS: dict = {}  # (bed, method, steps) -> fitted grid, filled per test bed before it runs
@@ -47,7 +39,7 @@ GRIDS: dict = {}  # (bed, method, steps) -> fitted grid, filled per test bed bef
 
 def ours(method: str, spacing: str):
     def run(model, sched, x_T, calls):
-        steps = (calls + 1) // 2 if method == "heun" else calls
+        steps = ddim.METHODS[method].steps_for(calls)
         if spacing == "optimized":
             return ddim.sample(model, sched, x_T, method=method, timesteps=GRIDS[(BED[0], method, steps)])
         return ddim.sample(model, sched, x_T, steps=steps, method=method, spacing=spacing)
@@ -59,11 +51,8 @@ BED = ["oracle"]
 
 
 def auto(model, sched, x_T, calls):
-    """What ``ddim sample --method auto`` picks for ``calls`` (without a fitted grid in the model folder)."""
-    from ddim.solvers import recommended
-
-    method, spacing = recommended(calls)
-    return ddim.sample(model, sched, x_T, steps=calls, method=method, spacing=spacing)
+    """What ``ddim.sample(method="auto", spacing="auto")`` picks for ``calls`` (no fitted grid: no model folder)."""
+    return ddim.sample(model, sched, x_T, steps=calls, method="auto", spacing="auto")
 
 
 def diffusers_run(kind: str, **options):
@@ -116,7 +105,7 @@ SAMPLERS = {
 def measure(name, run, model, sched, x_T, calls, score) -> dict:
     if name.endswith("(fitted grid)") and (BED[0], "unipc", calls) not in GRIDS:
         return {"sampler": name, "calls": calls, "model_calls": 0, "value": float("nan"), "seconds": 0.0}
-    counted = Counted(model)
+    counted = CallCounter(model)
     start = time.perf_counter()
     with torch.inference_mode():
         x = run(counted, sched, x_T, calls)

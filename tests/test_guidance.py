@@ -43,13 +43,14 @@ def test_conditional_training_with_label_dropout_and_guided_sampling(tmp_path, c
     capsys.readouterr()
     code = main(["sample", "digits", "--guidance", "2", "--output", str(tmp_path / "u"), "--no-progress"])
     assert code == 2
-    assert capsys.readouterr().err.strip() == "ddim sample: error: --guidance needs a class-conditional model (ddim train --conditional); this one has no classes"
+    assert capsys.readouterr().err.strip() == "ddim sample: error: guidance needs a class-conditional model (ddim train --conditional); this one has no classes"
 
 
 def test_shipped_conditional_model_follows_its_labels():
     """Guided samples of the shipped conditional model are the requested digit for the shipped
     classifier far above chance (0.1); guidance raises that share."""
-    from ddim.features import load_features, quantize
+    from ddim.features import load_features
+    from ddim.images import quantize
 
     m = ddim.load("digits-cond")
     assert m.num_classes == 10 and m.null_class == 10 and m.sample_shape == (1, 8, 8)

@@ -5,7 +5,7 @@ import torch
 from conftest import gen
 
 import ddim
-from ddim.sampling import ddim_sigma, ddim_step, ddpm_posterior
+from ddim.steps import ddim_sigma, ddim_step, ddpm_posterior
 
 
 # ------------------------------------------------------------------ the generalized step

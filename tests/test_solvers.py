@@ -8,7 +8,10 @@ import torch
 from conftest import gen
 
 import ddim
-from ddim.solvers import SOLVERS, phi_integral, weights
+from ddim.methods import METHODS
+from ddim.solvers import phi_integral, sde_weights, sigma_weights
+
+SOLVERS = [m for m in METHODS if m not in ("ddim", "ddpm", "sigma-hat")]
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
@@ -20,16 +23,30 @@ def test_phi_integral_matches_quadrature(k, x):
     assert phi_integral(k, x) == pytest.approx(exact, rel=1e-10)
 
 
-@pytest.mark.parametrize("stochastic", [False, True])
-def test_weights_integrate_polynomials_exactly(stochastic):
+def test_sde_weights_integrate_polynomials_in_lambda_exactly():
     from scipy.integrate import quad
 
-    c, h = (2.0 if stochastic else 1.0), 0.37
-    nodes = [0.0, -0.8, -1.9]  # (lambda_j - lambda_s) / h of three past values
-    w = weights(nodes, h, stochastic)
+    h = 0.37
+    nodes = [0.0, -0.8, -1.9]  # (lambda_j - lambda_t) / h of three past values
+    w = sde_weights(nodes, h)
     for k in range(3):  # m(u) = u^k is reproduced exactly by a quadratic
-        exact = quad(lambda u: c * math.exp(c * (u - h)) * u**k, 0, h)[0]
+        exact = quad(lambda u: 2 * math.exp(2 * (u - h)) * u**k, 0, h)[0]
         assert float(np.dot(w, [(s * h) ** k for s in nodes])) == pytest.approx(exact, rel=1e-10, abs=1e-14)
+
+
+def test_ode_weights_integrate_polynomials_in_rho_exactly():
+    """x_prev = (sigma_prev / sigma_t) x_t + alpha_prev integral_0^h e^(u - h) m du; with m = rho^k and
+    rho = e^-u (the noise scale relative to level t) the weights reproduce the integral exactly."""
+    from scipy.integrate import quad
+
+    ab_t, ab_prev = 0.3, 0.55
+    lam_t, lam_prev = (ddim.schedule.lambda_of(ab) for ab in (ab_t, ab_prev))
+    h, alpha_prev, sigma_prev = lam_prev - lam_t, math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
+    rho = [1.0, 1.6, 2.9]  # the levels of three past x0_hat values, as rho
+    w = sigma_weights(rho, alpha_prev, sigma_prev, math.exp(-lam_t))
+    for k in range(3):
+        exact = alpha_prev * quad(lambda u: math.exp(u - h) * math.exp(-k * u), 0, h)[0]
+        assert float(np.dot(w, [r**k for r in rho])) == pytest.approx(exact, rel=1e-10, abs=1e-14)
 
 
 def _first_steps(model, sched, x_T, method, eta=0.0, steps=20):
@@ -46,7 +63,7 @@ def test_deterministic_solvers_start_with_the_ddim_step(linear, mixture, method)
     ddim_x = _first_steps(model, linear, x_T, "ddim")[0]
     if method == "heun":  # reconstruct the Euler point from the model's eps at x_T
         from ddim.sampling import predict
-        from ddim.solvers import heun_step
+        from ddim.steps import heun_step
 
         tau = ddim.timesteps(1000, 20)
         eps, _ = predict(model, x_T, int(tau[0]), linear.alpha_bar(int(tau[0])))
@@ -89,6 +106,7 @@ def test_order_of_convergence_on_the_exact_oracle(method):
     e1, e2 = (xs[33] - xs[65]).pow(2).mean().sqrt(), (xs[65] - xs[129]).pow(2).mean().sqrt()
     lo, hi = ORDERS[method]
     assert lo < math.log2(e1 / e2) < hi
+    assert round(math.log2(e1 / e2)) == METHODS[method].order  # the registry's order is the measured one
 
 
 def test_higher_order_beats_ddim_at_equal_calls(linear):

@@ -16,7 +16,8 @@ class CliError(Exception):
 
 
 def _add_train(sub) -> None:
-    from .training import SCHEDULES, TrainConfig
+    from .schedule import SCHEDULE_KINDS
+    from .training import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a DDPM on a dataset", description="Train a DDPM (eps/x0/v objective) with EMA, checkpoints and sample grids.")
@@ -32,7 +33,7 @@ def _add_train(sub) -> None:
     p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step (default 1)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=d.mixed_precision, help="autocast precision of the network (default no)")
     p.add_argument("--prediction", choices=("eps", "x0", "v"), default=d.prediction, help="what the network predicts (default eps)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="noise schedule (default linear, DDPM's 1e-4..0.02)")
+    p.add_argument("--schedule", choices=SCHEDULE_KINDS, default=d.schedule, help="noise schedule (default linear, DDPM's 1e-4..0.02)")
     p.add_argument("--T", type=int, default=d.T, help=f"training steps of the diffusion (default {d.T})")
     p.add_argument("--flip", action="store_true", help="random horizontal flips")
     p.add_argument("--image-size", type=int, default=None, help="resize and center-crop folder images to this size")
@@ -51,16 +52,17 @@ def _add_train(sub) -> None:
 
 
 def _add_sample(sub) -> None:
-    from .sampling import METHODS
+    from .methods import METHODS
     from .timesteps import SPACINGS
 
     p = sub.add_parser("sample", help="generate images from a model", description="Sample a model with DDIM, DDPM or sigma-hat; writes grid.png, samples.npz and optionally one PNG per image.")
     p.add_argument("model", nargs="?", default="digits", help="model folder, or the shipped model's name (default: digits)")
     p.add_argument("-n", "--num-images", type=int, default=64, help="how many images (default 64)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps S, 1..T (default 50)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps S, 1..T; with --method auto, model calls per image (default 50)")
     p.add_argument("--method", choices=["auto", *METHODS], default="auto",
-                   help="auto (default: the best measured for --steps, see docs/solvers.md), ddim, ddpm, sigma-hat, or a higher-order solver: "
-                   + ", ".join(m for m in METHODS if m not in ("ddim", "ddpm", "sigma-hat")))
+                   help="auto (default: the best measured for --steps model calls, see docs/solvers.md), or one of: "
+                   + "; ".join(f"{name} (order {meth.order}" + (", stochastic" if meth.stochastic else "")
+                               + (f", {meth.calls_per_step} calls/step" if meth.calls_per_step > 1 else "") + ")" for name, meth in METHODS.items()))
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]; 0 = deterministic (default)")
     p.add_argument("--spacing", choices=["auto", *SPACINGS, "optimized"], default="auto",
                    help="timestep grid: auto (default: with --method auto, the method's best grid), uniform (the DDIM paper's), quadratic, linspace, "
@@ -219,94 +221,42 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
     ensure_writable_dir(folder)
 
 
-def _resolve_sampler(args, m) -> tuple[str, str, list[int] | None]:
-    """--method / --spacing 'auto' and 'optimized' -> (method, spacing, explicit grid or None)."""
-    from .optimized_grid import load_grid
-    from .solvers import FITTED_GRID_UP_TO, recommended
-
-    method, spacing = args.method, args.spacing
-    if method == "auto":
-        method, best = ("ddim", "uniform") if args.eta != 0 else recommended(args.steps)
-        if args.eta == 0 and spacing == "auto" and args.steps <= FITTED_GRID_UP_TO:
-            try:
-                return "unipc", "optimized", load_grid(m.path, "unipc", args.steps)
-            except ValueError:
-                pass  # no fitted grid in the folder: the table's choice
-        spacing = best if spacing == "auto" else spacing
-    elif spacing == "auto":
-        spacing = "uniform"
-    if spacing == "optimized":
-        return method, spacing, load_grid(m.path, method, args.steps)
-    return method, spacing, None
-
-
 def cmd_sample(args) -> int:
     import numpy as np
-    import torch
 
-    from .guidance import Guided
+    from .generate import generate, plan
     from .images import save_grid, save_png, save_scatter, to_uint8
     from .models import load
-    from .sampling import sample
 
     if args.num_images < 1:
         raise CliError(f"--num-images must be at least 1, got {args.num_images}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0 <= args.eta <= 1:
-        raise CliError(f"--eta must lie in [0, 1] (0 = deterministic DDIM), got {args.eta}")
-    if args.eta != 0 and args.method not in ("ddim", "auto"):
-        raise CliError(f"--eta applies to --method ddim only; {args.method} fixes its own noise")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    m = load(args.model, device=device)
-    T = len(m.schedule)
-    if not 1 <= args.steps <= T:
-        raise CliError(f"--steps must lie in 1..{T} (this model's training steps), got {args.steps}")
-    if args.class_label is not None and not m.num_classes:
-        raise CliError("--class needs a class-conditional model; this one has no classes")
-    if m.num_classes and args.class_label is not None and not 0 <= args.class_label < m.num_classes:
-        raise CliError(f"--class must lie in 0..{m.num_classes - 1}")
-    if args.guidance is not None and not m.num_classes:
-        raise CliError("--guidance needs a class-conditional model (ddim train --conditional); this one has no classes")
-    if args.guidance is not None and args.guidance != 1 and m.null_class is None:
-        raise CliError("--guidance needs a model trained with label dropout; this one has no unconditional mode")
-    if args.guidance is not None and args.guidance < 0:
-        raise CliError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance}")
-    method, spacing, fixed_grid = _resolve_sampler(args, m)
+    m = load(args.model, device=args.device)
+    sampler = dict(steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
+    choice = plan(m, **sampler, class_label=args.class_label, guidance=args.guidance)  # every check before anything is written
     out = Path(args.output)
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
-
-    n, shape = args.num_images, m.sample_shape
-    batches = [range(i, min(i + args.batch_size, n)) for i in range(0, n, args.batch_size)]
     bar = None
     if not args.no_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(batches) * args.steps, desc=f"{method} S={args.steps} ({spacing})", unit="step", dynamic_ncols=True)
-    results = []
-    for idx in batches:
-        gens = [torch.Generator().manual_seed(args.seed + i) for i in idx]
-        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
-        model = m.model
-        if m.num_classes:
-            labels = torch.full((len(idx),), args.class_label, device=device) if args.class_label is not None else torch.tensor([i % m.num_classes for i in idx], device=device)
-            model = Guided(m.model, labels, 1.0 if args.guidance is None else args.guidance, m.null_class)
-        with torch.no_grad():
-            x0 = sample(model, m.schedule, x_T, steps=args.steps, eta=args.eta, spacing=spacing if fixed_grid is None else "uniform", method=method, timesteps=fixed_grid,
-                        prediction=m.prediction, generator=gens, callback=(lambda *a: bar.update(1)) if bar else None)
-        results.append(x0.cpu())
+        batches = -(-args.num_images // args.batch_size)
+        bar = tqdm(total=batches * choice.steps, desc=f"{choice.method} S={choice.steps} ({choice.spacing})", unit="step", dynamic_ncols=True)
+    result = generate(m, args.num_images, seed=args.seed, batch_size=args.batch_size, **sampler, class_label=args.class_label,
+                      guidance=args.guidance, on_step=(lambda k: bar.update(1)) if bar else None)
     if bar:
         bar.close()
-    x0 = torch.cat(results)
-    np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=args.steps, eta=args.eta, method=method, spacing=spacing,
-                        timesteps=np.array(fixed_grid if fixed_grid is not None else []))
-    if len(shape) == 3:
+    x0 = result.images
+    np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=choice.steps, eta=args.eta, method=choice.method,
+                        spacing=choice.spacing, timesteps=np.array(choice.timesteps or []))
+    if len(m.sample_shape) == 3:
         grid = save_grid(x0, out / "grid.png")
         if args.individual:
             for i, pix in enumerate(to_uint8(x0)):
                 save_png(pix, out / "images" / f"{i:06d}.png")
     else:
-        grid = save_scatter(x0, out / "grid.png", title=f"{method} S={args.steps}")
+        grid = save_scatter(x0, out / "grid.png", title=f"{choice.method} S={choice.steps}")
     print(grid)
     return 0
 
@@ -324,20 +274,29 @@ def _inputs(args, m, count: int, pick=None):
     data = load_dataset(args.dataset, split=args.split)
     if data.sample_shape != m.sample_shape:
         raise CliError(f"{data.name} images are {data.sample_shape}, but the model expects {m.sample_shape}")
-    idx = list(pick) if pick is not None else list(range(min(count, len(data))))
+    if pick is None and count > len(data):
+        raise CliError(f"--num-images {count} is more than the {len(data)} images of {data.name}; ask for at most {len(data)}")
+    idx = list(pick) if pick is not None else list(range(count))
     if max(idx) >= len(data) or min(idx) < 0:
         raise CliError(f"--index must lie in 0..{len(data) - 1}")
     return data.data[torch.tensor(idx)]
 
 
 def _invert_args(args, m) -> dict:
-    from .sampling import INVERSION_METHODS
+    from .methods import INVERSION_METHODS
+    from .sampling import check_steps
+    from .timesteps import SPACINGS
 
+    if len(m.sample_shape) != 3:
+        raise CliError(f"ddim {args.command} works on image models; {m.path} samples vectors of shape {tuple(m.sample_shape)} "
+                       "(use ddim.invert / ddim.slerp from Python for those)")
     if args.method not in INVERSION_METHODS:
         raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(INVERSION_METHODS)}")
-    T = len(m.schedule)
-    if not 1 <= args.steps <= T:
-        raise CliError(f"--steps must lie in 1..{T} (this model's training steps), got {args.steps}")
+    if args.spacing not in SPACINGS:
+        raise CliError(f"unknown --spacing {args.spacing!r}; choose one of {', '.join(SPACINGS)}")
+    if args.iterations < 0:
+        raise CliError(f"--iterations must be 0 or more, got {args.iterations}")
+    check_steps(args.steps, len(m.schedule))
     return dict(steps=args.steps, spacing=args.spacing, prediction=m.prediction, method=args.method, iterations=args.iterations)
 
 
@@ -351,6 +310,8 @@ def cmd_invert(args) -> int:
 
     m = load(args.model)
     kwargs = _invert_args(args, m)
+    if args.num_images < 1:
+        raise CliError(f"--num-images must be at least 1, got {args.num_images}")
     x0 = _inputs(args, m, args.num_images)
     out = Path(args.output)
     _check_output(out, ["latents.npz", "reconstruction.png"], args.overwrite)
@@ -465,12 +426,11 @@ def cmd_optimize_grid(args) -> int:
     import torch
 
     from .files import ensure_writable_dir
+    from .methods import get_method
     from .models import load
     from .optimized_grid import optimize_grid, save_grid
-    from .sampling import METHODS
 
-    if args.method not in METHODS:
-        raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    get_method(args.method)
     if args.images < 2:
         raise CliError(f"--images must be at least 2, got {args.images}")
     m = load(args.model)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .images import quantize
+
 __all__ = ["FeatureNet", "SHIPPED_FEATURES", "load_features", "features_for_dataset", "train_classifier", "save_features", "inception_features"]
 
 SHIPPED_FEATURES = {"digits": "digits-classifier", "fashion-mnist": "fashion-mnist-classifier"}  # dataset -> folder under ddim/pretrained
@@ -84,11 +86,6 @@ class FeatureNet(nn.Module):
         out = torch.cat([self.features(x[i : i + batch_size].to(dev)).double().cpu() for i in range(0, len(x), batch_size)])
         self.train(was)
         return out.numpy()
-
-
-def quantize(x: Tensor) -> Tensor:
-    """Clip to [-1, 1] and round to the 256 levels of an 8-bit image."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 # --------------------------------------------------------------------------- folders

@@ -9,13 +9,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["to_uint8", "make_grid", "save_grid", "save_scatter", "save_png"]
+__all__ = ["to_pixels", "from_pixels", "quantize", "to_uint8", "make_grid", "save_grid", "save_scatter", "save_png"]
+
+
+def to_pixels(images: Tensor) -> Tensor:
+    """Model space [-1, 1] -> the 256 levels of an 8-bit image (uint8 tensor, same layout, on the CPU; clipped)."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_pixels(pixels: Tensor | np.ndarray) -> Tensor:
+    """uint8 pixels -> float32 model space [-1, 1] (same layout)."""
+    return torch.as_tensor(pixels).float() / 127.5 - 1
+
+
+def quantize(x: Tensor) -> Tensor:
+    """Clip to [-1, 1] and round to the 256 levels of an 8-bit image, staying in model space (x's device and dtype)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (values outside [-1, 1] are clipped)."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] for PNG files (values outside [-1, 1] are clipped)."""
+    return to_pixels(images).permute(0, 2, 3, 1).numpy()
 
 
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:

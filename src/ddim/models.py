@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .prediction import check_prediction
 from .schedule import NoiseSchedule
 
-__all__ = ["PRESETS", "SHIPPED", "build_model", "save_model", "load", "LoadedModel", "MLPDenoiser", "Denoiser"]
+__all__ = ["PRESETS", "SHIPPED", "build_model", "save_model", "load", "LoadedModel", "MLPDenoiser", "Denoiser", "resolve_device"]
 
 SHIPPED = ("digits", "digits-cond", "fashion-mnist")
 _PRED_TO_DIFFUSERS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
@@ -190,21 +190,65 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore the file from the original model folder") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} should hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _load_weights(path: Path, read):
+    """Run ``read()``; a damaged or truncated weights file becomes one line that names it."""
+    try:
+        return read()
+    except Exception as err:  # torch, diffusers and safetensors (SafetensorError) each raise their own kind
+        if not isinstance(err, (OSError, ValueError, RuntimeError)) and type(err).__name__ != "SafetensorError":
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"cannot read the model's weights {path} ({reason}); the file is damaged or truncated: "
+                         "copy it again from the original model folder (or retrain)") from None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """A usable torch device: ``None`` -> cuda if available, else cpu; a ValueError for unknown or absent ones."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no usable GPU"
+            raise ValueError(f"device {device!r} is not available here (torch {torch.__version__}: {build}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
+
+
 def shipped_path(name: str) -> Path:
     """Folder of a model shipped inside the package."""
     return Path(str(resources.files("ddim") / "pretrained" / name))
 
 
-def load(name_or_path: str | Path = "digits", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a shipped model by name (``ddim.SHIPPED``) or a diffusers-layout model folder."""
+def load(name_or_path: str | Path = "digits", device: str | torch.device | None = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a shipped model by name (``ddim.SHIPPED``) or a diffusers-layout model folder (``device`` None: cuda if available)."""
+    device = resolve_device(device)
     path = shipped_path(str(name_or_path)) if str(name_or_path) in SHIPPED else Path(name_or_path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no model folder at {path}; give a folder with model_index.json or one of: {', '.join(SHIPPED)}")
     if not path.is_dir() or not (path / "unet" / "config.json").is_file():
         raise ValueError(f"{path} is not a model folder: expected unet/config.json and scheduler/scheduler_config.json in it")
-    ours = json.loads((path / "ddim_config.json").read_text()) if (path / "ddim_config.json").is_file() else {}
+    ours = _read_json(path / "ddim_config.json") if (path / "ddim_config.json").is_file() else {}
     sched_file = path / "scheduler" / "scheduler_config.json"
-    sched_cfg = json.loads(sched_file.read_text()) if sched_file.is_file() else {}
+    sched_cfg = _read_json(sched_file) if sched_file.is_file() else {}
     if "schedule" in ours:
         schedule = NoiseSchedule.from_config(ours["schedule"])
     elif sched_cfg:
@@ -214,19 +258,22 @@ def load(name_or_path: str | Path = "digits", device: str | torch.device = "cpu"
     prediction = ours.get("prediction") or _PRED_FROM_DIFFUSERS.get(sched_cfg.get("prediction_type", "epsilon"))
     if prediction is None:
         raise ValueError(f"unsupported prediction_type {sched_cfg.get('prediction_type')!r} in {sched_file}")
-    net_cfg = json.loads((path / "unet" / "config.json").read_text())
+    net_cfg = _read_json(path / "unet" / "config.json")
+    weights = path / "unet" / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file() and not (path / "unet" / "diffusion_pytorch_model.bin").is_file():
+        raise FileNotFoundError(f"the model's weights {weights} are missing; copy the whole model folder again (or retrain it)")
     if net_cfg.get("_class_name") == "MLPDenoiser":
         from safetensors.torch import load_file
 
         args = {k: v for k, v in net_cfg.items() if not k.startswith("_")}
         net = MLPDenoiser(**args)
-        net.load_state_dict(load_file(path / "unet" / "diffusion_pytorch_model.safetensors"))
+        _load_weights(weights, lambda: net.load_state_dict(load_file(weights)))
         shape: tuple[int, ...] = (args["dim"],)
         classes = args.get("num_class_embeds")
     else:
         from diffusers import UNet2DModel
 
-        net = UNet2DModel.from_pretrained(path / "unet")
+        net = _load_weights(weights, lambda: UNet2DModel.from_pretrained(path / "unet"))
         size = net.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         shape, classes = (net.config.in_channels, h, w), net.config.num_class_embeds

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .methods import get_method
 from .sampling import sample
-from .schedule import NoiseSchedule
-from .timesteps import lambdas, nearest_steps, timesteps
+from .schedule import NoiseSchedule, lambda_of
+from .timesteps import nearest_steps, timesteps
 
 __all__ = ["optimize_grid", "save_grid", "load_grid", "GRIDS_FILE"]
 
@@ -40,12 +41,12 @@ def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: 
                   reference_steps: int = 200, start_step: float = 0.4, rounds: int = 3, progress: bool = True) -> dict:
     """Fit a grid of ``steps`` levels for ``method`` on noise batch ``fit``; report its loss and the log-SNR
     grid's on ``fit`` and on ``check``. Returns a dict with ``grid`` and the losses."""
-    if method in ("ddpm", "sigma-hat") or method.endswith("-sde"):
+    if get_method(method).stochastic:
         raise ValueError(f"grids are fitted for deterministic methods; {method!r} is stochastic")
     T = len(schedule)
     if not 3 <= steps <= min(T, 200):
         raise ValueError(f"steps must lie in 3..{min(T, 200)} for a fitted grid, got {steps}")
-    lam_of = lambdas(schedule.alphas_cumprod.double().numpy())  # decreasing in t
+    lam_of = lambda_of(schedule.alphas_cumprod.numpy())  # decreasing in t
 
     def to_t(lams: np.ndarray) -> list[int]:
         return nearest_steps(lam_of, lams).tolist()

@@ -10,13 +10,12 @@ With a = sqrt(ab_t), s = sqrt(1 - ab_t) and x_t = a x0 + s eps (DDIM eq. 4):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 from torch import Tensor
 
-__all__ = ["PREDICTIONS", "Prediction", "check_prediction", "to_eps_x0", "eps_x0_to", "eps_from_x0"]
+__all__ = ["PREDICTIONS", "check_prediction", "network_output", "to_eps_x0", "eps_x0_to", "eps_from_x0"]
 
-Prediction = Literal["eps", "x0", "v"]
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
 
 
@@ -25,6 +24,14 @@ def check_prediction(prediction: str) -> str:
     if prediction not in PREDICTIONS:
         raise ValueError(f"unknown prediction type {prediction!r}; choose one of {', '.join(PREDICTIONS)}")
     return prediction
+
+
+def network_output(out: Any) -> Tensor:
+    """The tensor a network returned: diffusers' output objects (``.sample``) and tuples are unwrapped."""
+    out = getattr(out, "sample", out)
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return out
 
 
 def to_eps_x0(out: Tensor, x_t: Tensor, ab: float | Tensor, prediction: str) -> tuple[Tensor, Tensor]:

@@ -1,20 +1,45 @@
-"""Noise schedules: betas -> alpha-bar, the forward process q(x_t | x_0), SNR.
+"""Noise schedules: betas -> alpha-bar, the forward process q(x_t | x_0), SNR and lambda.
 
 Notation follows DESIGN.md section 2: ``betas[t]`` is the forward noise added at step t
 (t = 0..T-1) and ``alphas_cumprod[t] = prod_{s<=t} (1 - betas[s])`` is alpha-bar_t, kept in
 float64. The forward marginal is DDPM eq. 4 / DDIM eq. 4:
 
     x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps,   eps ~ N(0, I).
+
+lambda (this module is its only home) is DPM-Solver's time variable, *half* the log-SNR:
+
+    lambda = log(alpha / sigma) = log(sqrt(ab) / sqrt(1 - ab)) = log_snr / 2,   +inf at ab = 1.
+
+Grids that are even in lambda (timesteps.py) and the exponential-integrator solvers (solvers.py)
+both use it through ``lambda_of``; ``NoiseSchedule.log_snr`` is the full log(ab / (1 - ab)).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseSchedule"]
+__all__ = ["NoiseSchedule", "SCHEDULE_KINDS", "lambda_of"]
+
+SCHEDULE_KINDS: tuple[str, ...] = ("linear", "scaled_linear", "cosine", "sigmoid")  # the named constructors
+
+
+def lambda_of(ab):
+    """lambda = log(alpha / sigma) = log-SNR / 2 for alpha-bar ``ab`` (a float, numpy array or tensor; float64).
+
+    A float gives a float, +inf at ab = 1 (the clean end after the last visited step)."""
+    if isinstance(ab, Tensor):
+        ab = ab.double()
+        return 0.5 * (torch.log(ab) - torch.log1p(-ab))
+    if isinstance(ab, np.ndarray):
+        ab = ab.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            return 0.5 * (np.log(ab) - np.log1p(-ab))
+    ab = float(ab)
+    return math.inf if ab >= 1.0 else 0.5 * (math.log(ab) - math.log1p(-ab))
 
 
 class NoiseSchedule:
@@ -52,10 +77,10 @@ class NoiseSchedule:
         kind, zero_snr = config.pop("kind", None), config.pop("zero_terminal_snr", False)
         if kind == "custom":
             schedule = cls.from_betas(config["betas"])
-        elif kind in ("linear", "scaled_linear", "cosine", "sigmoid"):
+        elif kind in SCHEDULE_KINDS:
             schedule = getattr(cls, kind)(**config)
         else:
-            raise ValueError(f"unknown schedule kind {kind!r} in config; expected linear, scaled_linear, cosine, sigmoid or custom")
+            raise ValueError(f"unknown schedule kind {kind!r} in config; expected one of {', '.join(SCHEDULE_KINDS)} or custom")
         return schedule.rescale_zero_terminal_snr() if zero_snr else schedule
 
     # ------------------------------------------------------------------ constructors
@@ -139,17 +164,18 @@ class NoiseSchedule:
             raise ValueError(f"timestep {t} is outside -1..{len(self) - 1}")
         return 1.0 if t < 0 else float(self.alphas_cumprod[int(t)])
 
-    def _gather(self, table: Tensor, t: Tensor | int, like: Tensor) -> Tensor:
-        """table[t] broadcast against ``like`` ([B] -> [B, 1, 1, ...]) on like's device."""
-        t = torch.as_tensor(t, device=table.device).long()
+    def alpha_bar_at(self, t: Tensor | int, like: Tensor) -> Tensor:
+        """alpha-bar at steps t [B], shaped to broadcast against ``like`` ([B, 1, 1, ...]), on its device, in
+        the sampler-maths dtype of ``like`` (float32, or float64 if ``like`` is)."""
+        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
         if (t < 0).any() or (t >= len(self)).any():
             raise ValueError(f"timesteps must lie in 0..{len(self) - 1}, got {t.min().item()}..{t.max().item()}")
-        values = table[t].to(device=like.device, dtype=_math_dtype(like))
+        values = self.alphas_cumprod[t].to(device=like.device, dtype=_math_dtype(like))
         return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
 
     def add_noise(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
         """Sample the forward marginal q(x_t | x_0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise (DDIM eq. 4)."""
-        ab = self._gather(self.alphas_cumprod, t, x0)
+        ab = self.alpha_bar_at(t, x0)
         out = ab.sqrt() * x0.to(ab.dtype) + (1 - ab).sqrt() * noise.to(ab.dtype)
         return out.to(x0.dtype)
 
@@ -159,9 +185,13 @@ class NoiseSchedule:
         return ab / (1 - ab)
 
     def log_snr(self, t: Tensor | int | None = None) -> Tensor:
-        """lambda = log(ab / (1 - ab)), float64 (the DPM-Solver time variable, up to a factor 2)."""
+        """The full log-SNR log(ab / (1 - ab)) = 2 lambda, float64; the whole table when t is None."""
+        return 2 * self.lambdas(t)
+
+    def lambdas(self, t: Tensor | int | None = None) -> Tensor:
+        """lambda = log(alpha / sigma) = log-SNR / 2 (see ``lambda_of``), float64, decreasing in t."""
         ab = self.alphas_cumprod if t is None else self.alphas_cumprod[torch.as_tensor(t).long()]
-        return torch.log(ab) - torch.log1p(-ab)
+        return lambda_of(ab)
 
 
 def _check_T(T: int) -> None:

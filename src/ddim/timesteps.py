@@ -11,8 +11,9 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
 - "trailing":  round(T - i * T / S) - 1, i = 0..S-1, in exact integer arithmetic (ties round up):
                starts at T - 1 (Lin et al. 2023, Table 2); exactly S steps (diffusers' float
                version gives S + 1 steps ending at -1 for some S).
-- "logsnr":    uniform in lambda = log(alpha / sigma) between the ends of the schedule (DPM-Solver's
-               choice), each level rounded to the training step with the nearest lambda.
+- "logsnr":    uniform in lambda = log(alpha / sigma) (half the log-SNR, ``schedule.lambda_of``) between
+               the ends of the schedule (DPM-Solver's choice), each level rounded to the training step
+               with the nearest lambda.
 - "karras":    sigma / alpha = (smax^(1/rho) + i / (S - 1) (smin^(1/rho) - smax^(1/rho)))^rho, rho = 7
                (Karras et al. 2022, eq. 5), rounded the same way.
 The last two depend on the noise schedule (pass ``alphas_cumprod``; without it DDPM's linear
@@ -28,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from .schedule import NoiseSchedule, lambda_of
 
 __all__ = ["SPACINGS", "timesteps", "check_timesteps"]
 
@@ -62,13 +65,11 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
 
 def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
     if alphas_cumprod is None:  # DDPM's linear schedule of length T, as NoiseSchedule.linear(T)
-        from .schedule import NoiseSchedule
-
         alphas_cumprod = NoiseSchedule.linear(T).alphas_cumprod
     ab = torch.as_tensor(alphas_cumprod).double().cpu().numpy()
     if ab.shape != (T,):
         raise ValueError(f"alphas_cumprod has shape {ab.shape}, expected ({T},)")
-    lam = lambdas(ab)
+    lam = lambda_of(ab)
     if S == 1:
         return np.array([T - 1])
     u = np.linspace(0.0, 1.0, S)
@@ -80,14 +81,9 @@ def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
     return nearest_steps(lam, targets)[::-1]
 
 
-def lambdas(alphas_cumprod: np.ndarray) -> np.ndarray:
-    """lambda_t = log(alpha_t / sigma_t) per training step (decreasing in t), float64."""
-    return 0.5 * (np.log(alphas_cumprod) - np.log1p(-alphas_cumprod))
-
-
 def nearest_steps(lam: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """The training steps whose lambda is nearest to each target, made distinct: a strictly
-    decreasing grid of len(targets) steps (the lambda table ``lam`` comes from ``lambdas``)."""
+    decreasing grid of len(targets) steps (``lam``: the lambda of every training step, ``lambda_of``)."""
     nearest = np.abs(lam[None, :] - np.asarray(targets)[:, None]).argmin(1)
     return _spread(np.sort(nearest), len(lam))[::-1]
 

@@ -31,12 +31,10 @@ from torch import nn
 from .data import Dataset, load_dataset
 from .files import ensure_writable_dir
 from .models import build_model, save_model
-from .prediction import check_prediction, eps_x0_to
-from .schedule import NoiseSchedule
+from .prediction import check_prediction, eps_x0_to, network_output
+from .schedule import SCHEDULE_KINDS, NoiseSchedule
 
 __all__ = ["TrainConfig", "train", "default_preset"]
-
-SCHEDULES = ("linear", "cosine", "scaled_linear", "sigmoid")
 
 
 @dataclass
@@ -83,8 +81,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.schedule not in SCHEDULE_KINDS:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULE_KINDS)}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 1 <= self.sample_steps <= self.T:
@@ -101,8 +99,31 @@ def default_preset(data: Dataset) -> str:
     return "fashion" if c == 1 and h <= 28 else "cifar"
 
 
-def _make_schedule(cfg: TrainConfig) -> NoiseSchedule:
-    return getattr(NoiseSchedule, cfg.schedule)(cfg.T)
+@dataclass
+class _Run:
+    """What a run derives from its config: the data, the network preset and classes, the schedule."""
+
+    cfg: TrainConfig
+    data: Dataset
+    preset: str
+    num_classes: int | None
+    null_class: int | None  # the extra "no label" class of a model trained with label dropout (guidance)
+    schedule: NoiseSchedule
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> _Run:
+        data = load_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
+        if cfg.conditional and data.labels is None:
+            raise ValueError(f"--conditional needs labels, and {data.name} has none")
+        num_classes = data.num_classes if cfg.conditional else None
+        null_class = num_classes if num_classes and cfg.label_dropout > 0 else None
+        schedule = getattr(NoiseSchedule, cfg.schedule)(cfg.T)
+        return cls(cfg, data, cfg.preset or default_preset(data), num_classes, null_class, schedule)
+
+    def build_network(self) -> nn.Module:
+        torch.manual_seed(self.cfg.seed)  # identical initial weights on every process
+        classes = None if not self.num_classes else self.num_classes + (self.null_class is not None)
+        return build_model(self.preset, sample_shape=self.data.sample_shape, num_classes=classes)
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
@@ -121,68 +142,29 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         _prepare_output(out, overwrite)
     acc.wait_for_everyone()
 
-    data = load_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
-    if cfg.conditional and data.labels is None:
-        raise ValueError(f"--conditional needs labels, and {data.name} has none")
-    num_classes = data.num_classes if cfg.conditional else None
-    null_class = num_classes if num_classes and cfg.label_dropout > 0 else None  # one extra embedding: "no label"
-    preset = cfg.preset or default_preset(data)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every process
-    net = build_model(preset, sample_shape=data.sample_shape, num_classes=None if not num_classes else num_classes + (null_class is not None))
+    run = _Run.of(cfg)
+    net = run.build_network()
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True).to(acc.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net, opt = acc.prepare(net, opt)
     acc.register_for_checkpointing(ema)
-    schedule = _make_schedule(cfg)
-
-    start = 0
-    if resume:
-        ckpt = _latest_checkpoint(out)
-        acc.load_state(str(ckpt))
-        start = json.loads((ckpt / "step.json").read_text())["step"]
+    start = _restore(acc, out) if resume else 0
     if acc.is_main_process:
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     logger = _CsvLog(out / "log.csv", start) if acc.is_main_process else None
-
-    x_all = data.data.to(acc.device)
-    y_all = data.labels.to(acc.device) if num_classes else None
-    ab_all = schedule.alphas_cumprod.to(acc.device, torch.float32)
+    x_all = run.data.data.to(acc.device)
+    y_all = run.data.labels.to(acc.device) if run.num_classes else None
     bar = None
     if progress and acc.is_main_process:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"training {preset} on {data.name}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"training {run.preset} on {run.data.name}", unit="step", dynamic_ncols=True)
     losses, tick, tick_step = [], time.perf_counter(), start
     for step in range(start, cfg.steps):
         for group in opt.param_groups:  # linear warm-up, then constant
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         for micro in range(cfg.grad_accum):
-            g = torch.Generator().manual_seed(_stream(cfg.seed, step, micro, acc.process_index))
-            idx = torch.randint(len(x_all), (cfg.batch_size,), generator=g)
-            t = torch.randint(cfg.T, (cfg.batch_size,), generator=g).to(acc.device)
-            x0 = x_all[idx.to(acc.device)]
-            noise = torch.randn(x0.shape, generator=g).to(acc.device)
-            if cfg.flip and data.is_image:
-                flip = (torch.rand(cfg.batch_size, generator=g) < 0.5).to(acc.device)
-                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-            ab = ab_all[t].reshape((-1,) + (1,) * (x0.dim() - 1))
-            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-            target = eps_x0_to(noise, x0, ab, cfg.prediction)
-            labels = y_all[idx.to(acc.device)] if num_classes else None
-            if null_class is not None:
-                drop = (torch.rand(cfg.batch_size, generator=g) < cfg.label_dropout).to(acc.device)
-                labels = torch.where(drop, torch.full_like(labels, null_class), labels)
-            with acc.accumulate(net):
-                with acc.autocast():
-                    out_ = net(x_t, t, class_labels=labels) if num_classes else net(x_t, t)
-                pred = getattr(out_, "sample", out_)
-                loss = torch.nn.functional.mse_loss(pred.float(), target)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
+            losses.append(_micro_step(acc, net, opt, run, x_all, y_all, step, micro))
         ema.update_parameters(acc.unwrap_model(net))
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -199,9 +181,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save_checkpoint(acc, out, done, cfg.keep_checkpoints)
             if acc.is_main_process:
-                _save_model_folder(out, ema.module, schedule, cfg, data, preset, num_classes, null_class, done)
+                _save_model_folder(out, ema.module, run, done)
         if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
-            _sample_grid(ema.module, schedule, cfg, data, out / "samples" / f"step-{done:07d}.png", num_classes)
+            _sample_grid(ema.module, run, out, out / "samples" / f"step-{done:07d}.png")
         if done == tick_step:  # keep saving and sampling out of the measured training rate
             tick = time.perf_counter()
     if bar:
@@ -209,6 +191,43 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     acc.wait_for_everyone()
     acc.end_training()
     return out
+
+
+def _micro_step(acc, net: nn.Module, opt, run: _Run, x_all: torch.Tensor, y_all: torch.Tensor | None, step: int, micro: int) -> torch.Tensor:
+    """One micro-batch of DDPM's simplified loss (eq. 14): draw it from the counter-based stream, step the optimizer
+    when the accumulation is complete; returns the (detached) loss."""
+    cfg = run.cfg
+    g = torch.Generator().manual_seed(_stream(cfg.seed, step, micro, acc.process_index))
+    idx = torch.randint(len(x_all), (cfg.batch_size,), generator=g)
+    t = torch.randint(cfg.T, (cfg.batch_size,), generator=g).to(acc.device)
+    x0 = x_all[idx.to(acc.device)]
+    noise = torch.randn(x0.shape, generator=g).to(acc.device)
+    if cfg.flip and run.data.is_image:
+        flip = (torch.rand(cfg.batch_size, generator=g) < 0.5).to(acc.device)
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    x_t = run.schedule.add_noise(x0, t, noise)
+    target = eps_x0_to(noise, x0, run.schedule.alpha_bar_at(t, x0), cfg.prediction)
+    labels = y_all[idx.to(acc.device)] if run.num_classes else None
+    if run.null_class is not None:
+        drop = (torch.rand(cfg.batch_size, generator=g) < cfg.label_dropout).to(acc.device)
+        labels = torch.where(drop, torch.full_like(labels, run.null_class), labels)
+    with acc.accumulate(net):
+        with acc.autocast():
+            pred = network_output(net(x_t, t, class_labels=labels) if run.num_classes else net(x_t, t))
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
+        acc.backward(loss)
+        if acc.sync_gradients and cfg.grad_clip > 0:
+            acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def _restore(acc, out: Path) -> int:
+    """Load the latest checkpoint into the prepared objects; returns its step."""
+    ckpt = _latest_checkpoint(out)
+    acc.load_state(str(ckpt))
+    return json.loads((ckpt / "step.json").read_text())["step"]
 
 
 def _stream(seed: int, step: int, micro: int, rank: int) -> int:
@@ -277,25 +296,25 @@ def _save_checkpoint(acc, out: Path, step: int, keep: int) -> None:
     acc.wait_for_everyone()
 
 
-def _save_model_folder(out: Path, net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, preset: str, num_classes, null_class, step: int) -> None:
-    extra = {"train": asdict(cfg), "dataset": data.name, "preset": preset, "num_classes": num_classes, "null_class": null_class, "trained_steps": step}
-    save_model(out, net, schedule, cfg.prediction, extra)
+def _save_model_folder(out: Path, net: nn.Module, run: _Run, step: int) -> None:
+    extra = {"train": asdict(run.cfg), "dataset": run.data.name, "preset": run.preset, "num_classes": run.num_classes,
+             "null_class": run.null_class, "trained_steps": step}
+    save_model(out, net, run.schedule, run.cfg.prediction, extra)
 
 
 @torch.no_grad()
-def _sample_grid(net: nn.Module, schedule, cfg: TrainConfig, data: Dataset, path: Path, num_classes) -> None:
+def _sample_grid(net: nn.Module, run: _Run, out: Path, path: Path) -> None:
+    """A grid of the model's samples (a scatter plot for 2-D data): DDIM, ``sample_steps`` uniform steps, fixed seeds."""
+    from .generate import generate
     from .images import save_grid, save_scatter
-    from .models import Denoiser
-    from .sampling import sample
+    from .models import Denoiser, LoadedModel
 
+    cfg, data = run.cfg, run.data
     was_training = net.training
     net.eval()
-    device = next(net.parameters()).device
+    m = LoadedModel(Denoiser(net), run.schedule, data.sample_shape, cfg.prediction, out, num_classes=run.num_classes, null_class=run.null_class)
     n = cfg.grid_size if data.is_image else 2000
-    g = torch.Generator().manual_seed(cfg.seed + 12345)
-    x_T = torch.randn((n, *data.sample_shape), generator=g).to(device)
-    labels = (torch.arange(n) % num_classes).to(device) if num_classes else None
-    x0 = sample(Denoiser(net, labels), schedule, x_T, steps=cfg.sample_steps, prediction=cfg.prediction)
+    x0 = generate(m, n, seed=cfg.seed + 12345, batch_size=n, steps=cfg.sample_steps, method="ddim", spacing="uniform").images
     if data.is_image:
         save_grid(x0, path, nrow=int(n**0.5))
     else:

@@ -1,0 +1,89 @@
+"""The registry of sampling methods: the only place a method's name and properties are defined.
+
+Sampling (sampling.py), grid fitting (optimized_grid.py), the auto policy (policy.py), the CLI and the
+benchmarks read ``METHODS``. To add a method: write its stepper (an object with
+``step(x, eps, x0, ab_t, ab_prev, evaluate) -> (mean, noise std)``, see steps.py) and add one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .solvers import Multistep
+from .steps import DDIMStep, DDPMStep, HeunStep, SigmaHatStep, Stepper
+
+__all__ = ["Method", "METHODS", "get_method", "INVERSION_METHODS"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A sampler: how to start one run of it, and what it costs and guarantees.
+
+    ``order``: the order of convergence of the deterministic method (pinned in tests/test_solvers.py);
+    for a stochastic method the order of the polynomial its step integrates. ``stochastic``: draws
+    fresh noise every step whatever eta is; ``takes_eta``: eta (DDIM eq. 16) applies.
+    ``calls_per_step``: model calls per step; the last step (to alpha-bar 1) always costs one.
+    """
+
+    name: str
+    description: str
+    make: Callable[[float], Stepper] = field(repr=False)  # eta -> a fresh stepper for one run
+    order: int = 1
+    stochastic: bool = False
+    takes_eta: bool = False
+    calls_per_step: int = 1
+
+    def calls(self, steps: int) -> int:
+        """Model calls per sample for ``steps`` visited levels."""
+        return self.calls_per_step * (steps - 1) + 1
+
+    def steps_for(self, calls: int) -> int:
+        """The most visited levels that ``calls`` model calls per sample pay for (at least 1)."""
+        return max(1, (calls - 1) // self.calls_per_step + 1)
+
+    def is_stochastic(self, eta: float = 0.0) -> bool:
+        return self.stochastic or (self.takes_eta and eta != 0)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _multistep(order: int, corrector: bool = False, stochastic: bool = False) -> Callable[[float], Stepper]:
+    return lambda eta: Multistep(order, corrector, stochastic)
+
+
+_ENTRIES = [
+    Method("ddim", "generalized DDIM step (eq. 12); eta=0 deterministic ODE solver, eta=1 DDPM-like", DDIMStep, takes_eta=True),
+    Method("ddpm", "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain", DDPMStep, stochastic=True),
+    Method("sigma-hat", "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)", SigmaHatStep, stochastic=True),
+    Method("dpm++2m", "2nd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 2M family), 1 call/step",
+           _multistep(2), order=2),
+    Method("dpm++3m", "3rd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 3M family), 1 call/step",
+           _multistep(3), order=3),
+    Method("dpm++2m-sde", "stochastic 2nd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
+           _multistep(2, stochastic=True), order=2, stochastic=True),
+    Method("dpm++3m-sde", "stochastic 3rd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
+           _multistep(3, stochastic=True), order=3, stochastic=True),
+    Method("unipc", "2nd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 3), 1 call/step",
+           _multistep(2, corrector=True), order=3),
+    Method("unipc3", "3rd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 4), 1 call/step",
+           _multistep(3, corrector=True), order=4),
+    Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", HeunStep,
+           order=2, calls_per_step=2),
+]
+METHODS: dict[str, Method] = {m.name: m for m in _ENTRIES}
+
+INVERSION_METHODS: dict[str, str] = {
+    "ddim": "plain DDIM inversion: the eta=0 step run towards noise, eps taken at the current point (1 call/step)",
+    "fixed-point": "exact inversion: solves for the point the eta=0 step maps back onto x (Anderson; 1 + iterations calls/step)",
+}
+
+
+def get_method(name: str) -> Method:
+    """The registry entry of ``name``, or a ValueError listing the choices."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
+
