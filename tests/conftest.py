@@ -14,5 +14,7 @@ def mixture():
     return ddim.analytic.GaussianMixture.random(dim=6, modes=4, seed=3)
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+@pytest.fixture(scope="session")
+def gen():
+    """gen(seed) -> a CPU torch.Generator seeded with ``seed``."""
+    return lambda seed=0: torch.Generator().manual_seed(seed)

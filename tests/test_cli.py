@@ -62,6 +62,11 @@ def test_existing_outputs_are_kept_unless_overwrite(model_folder, tmp_path, caps
         (["sample", "{model}", "--method", "ddpm", "--eta", "0.5"], "ddim sample: error: eta applies to method='ddim' only; method='ddpm' fixes its own noise"),
         (["sample", "{model}", "--output", "{file}/sub"], "ddim sample: error: cannot write to output folder {file}/sub: Not a directory"),
         (["sample", "{model}", "--class", "3"], "ddim sample: error: a class label needs a class-conditional model; this one has no classes"),
+        (["sample", "{model}", "--device", "foo"], "ddim sample: error: unknown device 'foo'; use cpu, cuda, cuda:N or mps"),
+        (["sample", "{model}", "--seed", "18446744073709551616"], "ddim sample: error: seeds must lie in -2^63..2^64-1 (what a torch generator takes), got 18446744073709551616"),
+        (["sample", "digits-cond", "--guidance", "nan"], "ddim sample: error: the guidance scale must be a finite number >= 0 (1 = no guidance), got nan"),
+        (["invert", "{model}", "--dataset", "digits", "-n", "100000"], "ddim invert: error: --num-images 100000 is more than the 179 images of digits-test; ask for at most 179"),
+        (["invert", "{model}", "--dataset", "digits", "-n", "0"], "ddim invert: error: --num-images must be at least 1, got 0"),
         (["info", "{missing}"], "ddim info: error: no model folder at {missing}; give a folder with model_index.json or one of: digits, digits-cond, fashion-mnist"),
         (["train", "--dataset", "{missing}", "--output", "{tmp}/run"], "ddim train: error: no dataset '{missing}': not a known name (digits, fashion-mnist, moons, swissroll, 8gaussians) and no such folder"),
     ],
@@ -73,11 +78,60 @@ def test_bad_input_is_one_line_and_exit_2(model_folder, tmp_path, capsys, args, 
     assert code == 2 and err.strip() == message.format(**subs) and "Traceback" not in err
 
 
+def test_cuda_on_a_machine_without_one_is_one_line(model_folder, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run(["sample", model_folder, "--device", "cuda", "--output", tmp_path / "o", "--no-progress"], capsys)
+    assert code == 2 and err.startswith("ddim sample: error: device 'cuda' is not available here (torch ") and err.strip().endswith("use --device cpu")
+    assert not (tmp_path / "o").exists()
+
+
+def _copy_model(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst / "unet" / "diffusion_pytorch_model.safetensors"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header", "missing"])
+def test_a_damaged_weights_file_is_named_in_one_line(model_folder, tmp_path, capsys, damage):
+    weights = _copy_model(model_folder, tmp_path / "m")
+    data = weights.read_bytes()
+    if damage == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    elif damage == "header":
+        weights.write_bytes(b"\xff" * 16 + data[16:])
+    else:
+        weights.unlink()
+    code, _, err = run(["sample", tmp_path / "m", "--output", tmp_path / "o", "--no-progress"], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"ddim sample: error: the model's weights {weights} are missing" if damage == "missing" else f"ddim sample: error: cannot read the model's weights {weights} (")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_invalid_config_file_is_named(model_folder, tmp_path, capsys):
+    _copy_model(model_folder, tmp_path / "m")
+    (tmp_path / "m" / "ddim_config.json").write_text("{not json")
+    code, _, err = run(["info", tmp_path / "m"], capsys)
+    assert code == 2 and err.startswith(f"ddim info: error: {tmp_path / 'm' / 'ddim_config.json'} is not valid JSON (")
+
+
+def test_invert_and_interpolate_refuse_a_vector_model(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_model(tmp_path / "moons", build_model("mlp"), ddim.NoiseSchedule.linear(1000), "eps", {"dataset": "moons"})
+    for command in (["invert", "--dataset", "moons"], ["interpolate", "--seeds", "1", "2"]):
+        code, _, err = run([command[0], tmp_path / "moons", *command[1:], "--output", tmp_path / "o", "--no-progress"], capsys)
+        assert code == 2 and err.strip() == (f"ddim {command[0]}: error: ddim {command[0]} works on image models; {tmp_path / 'moons'} samples vectors of shape (2,) "
+                                             "(use ddim.invert / ddim.slerp from Python for those)")
+        assert not (tmp_path / "o").exists()
+
+
 def test_info(model_folder, capsys):
     code, out, _ = run(["info", model_folder], capsys)
     assert code == 0 and "UNet2DModel" in out and "sample_shape" in out and "[1, 8, 8]" in out
 
 
+@pytest.mark.slow
 def test_cli_as_a_real_process_trains_then_samples(tmp_path):
     exe = [sys.executable, "-m", "ddim.cli"]
     r = subprocess.run(exe + ["train", "--preset", "tiny", "--steps", "2", "--batch-size", "4", "--output", str(tmp_path / "run"), "--no-progress"],

@@ -32,6 +32,7 @@ def run(args, capsys):
 GRID = ["--steps", 2, 4, "-n", 6, "--seeds", 0, 1, "--batch-size", 4, "--consistency", 3, "--no-progress", "--eta", 0, 1, "sigma-hat"]
 
 
+@pytest.mark.slow
 def test_compare_writes_every_output_and_resumes(tiny_digits, tmp_path, capsys):
     out = tmp_path / "cmp"
     code, stdout, err = run(["compare", tiny_digits, *GRID, "--output", out], capsys)
@@ -64,6 +65,7 @@ def test_compare_writes_every_output_and_resumes(tiny_digits, tmp_path, capsys):
     assert "12 cells sampled, 0 reused" in stdout
 
 
+@pytest.mark.slow
 def test_cells_of_one_seed_share_x_T_and_seeds_differ(tiny_digits, tmp_path, capsys):
     import numpy as np
 
@@ -123,15 +125,3 @@ def test_parse_sampler_labels():
     assert parse_sampler("0.25") == ("ddim", 0.25, "0.25")
     assert parse_sampler("sigma-hat") == ("sigma-hat", 0.0, "σ̂")
     assert parse_sampler("ddpm") == ("ddpm", 0.0, "DDPM")
-
-
-def test_train_classifier_cli(tmp_path, capsys):
-    out = tmp_path / "clf"
-    code, stdout, err = run(["train-classifier", "--epochs", 1, "--output", out, "--no-progress"], capsys)
-    assert code == 0, err
-    assert "held-out accuracy" in stdout
-    net = ddim.features.load_features(out)
-    assert net.info["command"] == f"ddim train-classifier --epochs 1 --output {out} --no-progress"
-    assert net.info["test_accuracy"] > 0.5  # one epoch is far above chance (0.1)
-    code, _, err = run(["train-classifier", "--epochs", 1, "--output", out], capsys)
-    assert code == 2 and "already exists; pass --overwrite" in err

@@ -8,7 +8,6 @@ lands on x_0, so the DDPM comparison uses grids that end at t = 0.
 
 import pytest
 import torch
-from conftest import gen
 
 import ddim
 
@@ -24,7 +23,7 @@ def ours(model, sched, x_T, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def setup(linear):
+def setup(linear, gen):
     mixture = ddim.analytic.GaussianMixture.random(dim=16, modes=5, seed=11)
     model = mixture.denoiser(linear)
     return model, torch.randn(64, 16, generator=gen(0))
@@ -32,7 +31,7 @@ def setup(linear):
 
 @pytest.mark.parametrize("steps", [10, 30, 50])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_matches_ddimscheduler(linear, setup, steps, eta):
+def test_ddim_matches_ddimscheduler(linear, setup, steps, eta, gen):
     model, x_T = setup
     sched = diffusers.DDIMScheduler(**CONFIG, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
     sched.set_timesteps(steps)
@@ -50,7 +49,7 @@ def test_ddim_matches_ddimscheduler(linear, setup, steps, eta):
 
 @pytest.mark.parametrize("steps", [1000, 50])
 @pytest.mark.parametrize("variance_type, method", [("fixed_small", "ddpm"), ("fixed_large", "sigma-hat")])
-def test_ddpm_and_sigma_hat_match_ddpmscheduler(linear, setup, steps, variance_type, method):
+def test_ddpm_and_sigma_hat_match_ddpmscheduler(linear, setup, steps, variance_type, method, gen):
     model, x_T = setup
     sched = diffusers.DDPMScheduler(**CONFIG, variance_type=variance_type, timestep_spacing="leading")
     sched.set_timesteps(steps)
@@ -78,7 +77,7 @@ def test_grids_agree_with_diffusers_where_theirs_are_right():
 
 
 @pytest.mark.parametrize("steps", [10, 50])
-def test_invert_matches_ddiminversescheduler(linear, setup, steps):
+def test_invert_matches_ddiminversescheduler(linear, setup, steps, gen):
     """For eps-prediction our plain inversion is diffusers' DDIMInverseScheduler step for step."""
     model, _ = setup
     x0 = ddim.analytic.GaussianMixture.random(dim=16, modes=5, seed=11).sample(64, gen(1)).float()

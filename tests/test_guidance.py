@@ -1,5 +1,6 @@
 """Classifier-free guidance: the wrapper's maths, conditional training with label dropout, the CLI."""
 
+import pytest
 import torch
 
 import ddim
@@ -30,6 +31,7 @@ def test_guidance_needs_an_unconditional_mode():
         Guided(_net(), torch.zeros(2, dtype=torch.long), 2.0, None)
 
 
+@pytest.mark.slow
 def test_conditional_training_with_label_dropout_and_guided_sampling(tmp_path, capsys):
     out = tmp_path / "cond"
     code = main(["train", "--dataset", "digits", "--preset", "tiny", "--conditional", "--steps", "2", "--batch-size", "8",

@@ -66,6 +66,7 @@ def test_a_latent_file_that_does_not_match_the_model(model_folder, tmp_path, cap
     assert code == 2 and "is not a latents.npz written by 'ddim invert'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_exact_inversion_meets_its_target_on_the_shipped_model():
     """Issue target: at S = 50, round-trip MSE >= 100x below plain DDIM inversion at <= 4x its calls."""
     m = ddim.load("digits")

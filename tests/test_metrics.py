@@ -81,6 +81,7 @@ def test_shipped_digits_classifier_reports_its_true_accuracy():
     assert feats.shape == (1618, 64) and feats.var(0).mean() == pytest.approx(1.0, rel=5e-3)  # 8-bit rounding moves it slightly
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_shipped_fashion_mnist_classifier_reports_its_true_accuracy():
     net = F.load_features("fashion-mnist")
@@ -136,3 +137,32 @@ def test_inception_fid_says_what_is_missing(monkeypatch, tmp_path):
         monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
         with pytest.raises(ValueError, match="needs the weights file .*pt_inception-2015-12-05-6726825d.pth; it is not on this machine"):
             F.inception_features(torch.zeros(2, 1, 8, 8))
+
+
+def test_frechet_distance_of_gaussians_in_closed_form():
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2 ; commuting diagonal covariances: sum over dims
+    assert frechet_distance(np.array([0.0]), np.array([[4.0]]), np.array([1.0]), np.array([[1.0]])) == pytest.approx(2.0)
+    c1, c2 = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
+    assert frechet_distance(np.zeros(2), c1, np.ones(2), c2) == pytest.approx(2 + 1 + 4)
+    r = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 5)))[0]
+    c = r @ np.diag([1, 2, 3, 4, 5.0]) @ r.T
+    assert frechet_distance(np.zeros(5), c, np.zeros(5), c) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_train_classifier_cli(tmp_path, capsys):
+    from ddim.cli import main
+
+    def run(args, capsys):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    out = tmp_path / "clf"
+    code, stdout, err = run(["train-classifier", "--epochs", 1, "--output", out, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "held-out accuracy" in stdout
+    net = F.load_features(out)
+    assert net.info["command"] == f"ddim train-classifier --epochs 1 --output {out} --no-progress"
+    assert net.info["test_accuracy"] > 0.5  # one epoch is far above chance (0.1)
+    code, _, err = run(["train-classifier", "--epochs", 1, "--output", out], capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err

@@ -27,6 +27,7 @@ def test_save_load_round_trip(tiny_folder):
         torch.testing.assert_close(m.model(x, t), net(x, t).sample)
 
 
+@pytest.mark.slow
 def test_diffusers_pipelines_load_our_folder(tiny_folder):
     from diffusers import DDIMPipeline, DDPMPipeline
 
@@ -97,6 +98,7 @@ def test_shipped_digits_model():
     assert x.shape == (4, 1, 8, 8) and torch.isfinite(x).all()
 
 
+@pytest.mark.slow
 def test_shipped_fashion_mnist_model_makes_garments():
     from ddim.features import load_features
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import gen
 
 import ddim
 from ddim.cli import main
@@ -10,7 +9,7 @@ from ddim.models import build_model, save_model
 from ddim.optimized_grid import load_grid, optimize_grid, save_grid
 
 
-def test_fitted_grid_lowers_the_error_against_the_reference(linear):
+def test_fitted_grid_lowers_the_error_against_the_reference(linear, gen):
     mixture = ddim.analytic.GaussianMixture.random(dim=8, modes=4, seed=2)
     model = mixture.denoiser(linear)
     fit, check = torch.randn(256, 8, generator=gen(0), dtype=torch.float64), torch.randn(256, 8, generator=gen(1), dtype=torch.float64)

@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
-from conftest import gen
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
 
 
-def test_mixture_eps_is_minus_sigma_times_the_score(linear, mixture):
+def test_mixture_eps_is_minus_sigma_times_the_score(linear, mixture, gen):
     """eps(x_t) = -sqrt(1 - ab) grad log p_t(x_t), with p_t the mixture pushed through q(x_t | x_0)."""
     t = torch.tensor([30, 400, 900])
     x = torch.randn(3, 6, generator=gen(0), dtype=torch.float64).requires_grad_(True)
@@ -27,7 +26,7 @@ def test_mixture_eps_is_minus_sigma_times_the_score(linear, mixture):
     torch.testing.assert_close(eps, -(1 - ab).sqrt() * score, rtol=1e-8, atol=1e-10)
 
 
-def test_mixture_moments_and_exact_samples(mixture):
+def test_mixture_moments_and_exact_samples(mixture, gen):
     x = mixture.sample(200_000, gen(0))
     mu, cov = gaussian_stats(x)
     torch.testing.assert_close(torch.from_numpy(mu), mixture.mean, atol=0.01, rtol=0)
@@ -35,7 +34,7 @@ def test_mixture_moments_and_exact_samples(mixture):
     assert mixture.mode_weight_error(x) < 0.01
 
 
-def test_empirical_denoiser_reproduces_training_points(linear):
+def test_empirical_denoiser_reproduces_training_points(linear, gen):
     data = torch.randn(5, 4, generator=gen(1), dtype=torch.float64)
     out = ddim.sample(ddim.analytic.EmpiricalDenoiser(data, linear), linear, torch.randn(50, 4, generator=gen(2), dtype=torch.float64), steps=50)
     nearest = torch.cdist(out, data).min(1).values
@@ -48,12 +47,13 @@ def fd(mixture, x):
 
 
 @pytest.fixture(scope="module")
-def bench(linear):
+def bench(linear, gen):
     m = ddim.analytic.GaussianMixture.random(dim=8, modes=4, seed=1)
     return m, m.denoiser(linear), torch.randn(4000, 8, generator=gen(42), dtype=torch.float64)
 
 
-def test_quality_improves_as_S_grows(linear, bench):
+@pytest.mark.slow
+def test_quality_improves_as_S_grows(linear, bench, gen):
     mixture, model, x_T = bench
     dist = [fd(mixture, ddim.sample(model, linear, x_T, steps=S)) for S in (5, 10, 20, 100)]
     assert dist[0] > dist[1] > dist[2] > dist[3]
@@ -61,14 +61,15 @@ def test_quality_improves_as_S_grows(linear, bench):
     assert dist[3] < 3 * floor + 1e-3  # S = 100 is at the finite-sample floor
 
 
-def test_ddim_beats_eta_one_at_50_steps(linear, bench):
+def test_ddim_beats_eta_one_at_50_steps(linear, bench, gen):
     mixture, model, x_T = bench
     det = fd(mixture, ddim.sample(model, linear, x_T, steps=50, eta=0.0))
     sto = fd(mixture, ddim.sample(model, linear, x_T, steps=50, eta=1.0, generator=gen(3)))
     assert det < sto
 
 
-def test_inversion_then_sampling_reconstructs_at_first_order(linear, bench):
+@pytest.mark.slow
+def test_inversion_then_sampling_reconstructs_at_first_order(linear, bench, gen):
     """Plain inversion's round-trip error falls as S grows, roughly as 1/S (first order)."""
     mixture, model, _ = bench
     x0 = mixture.sample(256, gen(5))
@@ -82,7 +83,8 @@ def test_inversion_then_sampling_reconstructs_at_first_order(linear, bench):
     assert 0.7 < order < 1.5, errors
 
 
-def test_inverted_latents_become_standard_normal_as_S_grows(linear, bench):
+@pytest.mark.slow
+def test_inverted_latents_become_standard_normal_as_S_grows(linear, bench, gen):
     """Exact ODE inversion maps data to N(0, I); plain inversion's latents shrink (std 0.94 at S = 100)."""
     mixture, model, _ = bench
     x0 = mixture.sample(4000, gen(6))
@@ -90,19 +92,7 @@ def test_inverted_latents_become_standard_normal_as_S_grows(linear, bench):
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.01, gaps
 
 
-def test_frechet_distance_of_gaussians_in_closed_form():
-    import numpy as np
-
-    # 1-D: (m1 - m2)^2 + (s1 - s2)^2 ; commuting diagonal covariances: sum over dims
-    assert frechet_distance(np.array([0.0]), np.array([[4.0]]), np.array([1.0]), np.array([[1.0]])) == pytest.approx(2.0)
-    c1, c2 = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
-    assert frechet_distance(np.zeros(2), c1, np.ones(2), c2) == pytest.approx(2 + 1 + 4)
-    r = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 5)))[0]
-    c = r @ np.diag([1, 2, 3, 4, 5.0]) @ r.T
-    assert frechet_distance(np.zeros(5), c, np.zeros(5), c) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_fixed_point_inversion_reaches_machine_precision(linear, bench):
+def test_fixed_point_inversion_reaches_machine_precision(linear, bench, gen):
     """The exact inversion's round trip through the ordinary eta = 0 sampler is exact up to float64 rounding."""
     mixture, model, _ = bench
     x0 = mixture.sample(128, gen(8))
@@ -112,7 +102,7 @@ def test_fixed_point_inversion_reaches_machine_precision(linear, bench):
         assert (back - x0).abs().max().item() < 1e-9, S
 
 
-def test_fixed_point_beats_plain_inversion_at_4x_calls(linear, bench):
+def test_fixed_point_beats_plain_inversion_at_4x_calls(linear, bench, gen):
     mixture, model, _ = bench
     x0 = mixture.sample(256, gen(9))
     calls = []

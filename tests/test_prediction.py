@@ -1,13 +1,12 @@
 import pytest
 import torch
-from conftest import gen
 
 from ddim.prediction import PREDICTIONS, eps_x0_to, to_eps_x0
 
 
 @pytest.mark.parametrize("prediction", PREDICTIONS)
 @pytest.mark.parametrize("t", [0, 1, 250, 999])
-def test_round_trip_every_type_every_t(linear, prediction, t):
+def test_round_trip_every_type_every_t(linear, prediction, t, gen):
     """target(eps, x0) -> (eps, x0) recovers both for every parameterisation at every t."""
     x0 = torch.randn(4, 3, 5, generator=gen(1), dtype=torch.float64)
     eps = torch.randn(4, 3, 5, generator=gen(2), dtype=torch.float64)

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from conftest import gen
 
 import ddim
 from ddim.steps import ddim_sigma, ddim_step, ddpm_posterior
@@ -11,7 +10,7 @@ from ddim.steps import ddim_sigma, ddim_step, ddpm_posterior
 # ------------------------------------------------------------------ the generalized step
 @pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("t, t_prev", [(999, 899), (500, 20), (40, -1), (1, 0)])
-def test_step_preserves_the_marginal_when_eps_is_the_true_noise(linear, eta, t, t_prev):
+def test_step_preserves_the_marginal_when_eps_is_the_true_noise(linear, eta, t, t_prev, gen):
     """With eps_hat = the true eps, x_prev ~ q(x_prev | x0) = N(sqrt(ab_prev) x0, 1 - ab_prev) (DDIM eq. 7).
 
     A noise term written sigma^2 * z (the seed document's typo) gives variance
@@ -57,7 +56,7 @@ def test_eta_one_full_chain_is_the_ddpm_posterior(linear):
 
 
 @pytest.mark.parametrize("spacing", ddim.SPACINGS)
-def test_ddpm_method_equals_ddim_eta_one_on_any_grid(linear, mixture, spacing):
+def test_ddpm_method_equals_ddim_eta_one_on_any_grid(linear, mixture, spacing, gen):
     model = mixture.denoiser(linear)
     x_T = torch.randn(64, 6, generator=gen(5), dtype=torch.float64)
     a = ddim.sample(model, linear, x_T, steps=37, eta=1.0, spacing=spacing, generator=gen(9))
@@ -74,7 +73,7 @@ def test_sigma_hat_uses_the_larger_noise(linear):
 
 
 # ------------------------------------------------------------------ sample(): contract details
-def test_eta_zero_is_deterministic_and_lands_on_a_single_data_point(linear):
+def test_eta_zero_is_deterministic_and_lands_on_a_single_data_point(linear, gen):
     point = torch.tensor([[0.25, -0.5, 0.75]], dtype=torch.float64)
     model = ddim.analytic.EmpiricalDenoiser(point, linear)
     x_T = torch.randn(8, 3, generator=gen(0), dtype=torch.float64)
@@ -84,7 +83,7 @@ def test_eta_zero_is_deterministic_and_lands_on_a_single_data_point(linear):
 
 
 @pytest.mark.parametrize("method, eta", [("ddim", 0.5), ("ddpm", 0.0), ("sigma-hat", 0.0)])
-def test_generator_makes_noise_reproducible_and_per_image_generators_batch_independent(linear, method, eta):
+def test_generator_makes_noise_reproducible_and_per_image_generators_batch_independent(linear, method, eta, gen):
     model = ddim.analytic.EmpiricalDenoiser(torch.randn(5, 2, 3, generator=gen(2)), linear)
     x_T = torch.randn(4, 2, 3, generator=gen(0))
     run = lambda g, x=x_T: ddim.sample(model, linear, x, steps=8, eta=eta, method=method, generator=g)  # noqa: E731
@@ -99,7 +98,7 @@ def test_generator_makes_noise_reproducible_and_per_image_generators_batch_indep
 
 @pytest.mark.parametrize("shape", [(3, 2), (3, 1, 4, 4), (3, 2, 2, 2, 2)])
 @pytest.mark.parametrize("method", list(ddim.METHODS))
-def test_any_trailing_shape_keeps_dtype_and_device(linear, shape, method):
+def test_any_trailing_shape_keeps_dtype_and_device(linear, shape, method, gen):
     model = ddim.analytic.EmpiricalDenoiser(torch.randn(4, *shape[1:], generator=gen(1)), linear)
     x_T = torch.randn(*shape, generator=gen(0))
     out = ddim.sample(model, linear, x_T, steps=5, method=method, generator=gen(3))
@@ -121,7 +120,7 @@ def test_accepts_a_diffusers_unet_and_calls_back_every_step(linear):
     assert seen == [(0, 750), (1, 500), (2, 250), (3, 0)]
 
 
-def test_clipping_is_off_by_default_and_rederives_eps(linear):
+def test_clipping_is_off_by_default_and_rederives_eps(linear, gen):
     """A far-away data point: unclipped DDIM lands on it; clip_x0=1 keeps every x0_hat in [-1, 1]."""
     point = torch.tensor([[3.0, -2.0]], dtype=torch.float64)
     model = ddim.analytic.EmpiricalDenoiser(point, linear)
@@ -135,7 +134,7 @@ def test_clipping_is_off_by_default_and_rederives_eps(linear):
     assert dyn.abs().max() <= 1.0 + 1e-9
 
 
-def test_zero_terminal_snr_needs_v_or_x0_prediction():
+def test_zero_terminal_snr_needs_v_or_x0_prediction(gen):
     sched = ddim.NoiseSchedule.linear(1000).rescale_zero_terminal_snr()
     data = torch.tensor([[0.5, -0.5]], dtype=torch.float64)
     x_T = torch.randn(3, 2, generator=gen(0), dtype=torch.float64)
@@ -147,14 +146,14 @@ def test_zero_terminal_snr_needs_v_or_x0_prediction():
 
 @pytest.mark.parametrize("prediction", ["x0", "v"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_prediction_types_give_the_same_samples(linear, mixture, prediction, eta):
+def test_prediction_types_give_the_same_samples(linear, mixture, prediction, eta, gen):
     x_T = torch.randn(32, 6, generator=gen(0), dtype=torch.float64)
     ref = ddim.sample(mixture.denoiser(linear), linear, x_T, steps=20, eta=eta, generator=gen(1))
     out = ddim.sample(mixture.denoiser(linear, prediction), linear, x_T, steps=20, eta=eta, generator=gen(1), prediction=prediction)
     torch.testing.assert_close(out, ref, rtol=1e-7, atol=1e-7)
 
 
-def test_explicit_timesteps_override_steps(linear, mixture):
+def test_explicit_timesteps_override_steps(linear, mixture, gen):
     model = mixture.denoiser(linear)
     x_T = torch.randn(4, 6, generator=gen(0), dtype=torch.float64)
     a = ddim.sample(model, linear, x_T, timesteps=ddim.timesteps(1000, 12, "trailing"))

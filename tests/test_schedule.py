@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from conftest import gen
 
 import ddim
 
@@ -45,7 +44,7 @@ def test_from_betas_round_trip(linear):
     assert ddim.NoiseSchedule.from_betas([0.1, 0.2]).alphas_cumprod.tolist() == pytest.approx([0.9, 0.72])
 
 
-def test_forward_marginal_moments(linear):
+def test_forward_marginal_moments(linear, gen):
     """x_t = sqrt(ab) x0 + sqrt(1-ab) eps has mean sqrt(ab) x0 and variance 1 - ab (DDIM eq. 4)."""
     x0 = torch.tensor([0.7, -1.0, 0.0], dtype=torch.float64)
     n = 200_000
@@ -104,3 +103,22 @@ def test_config_round_trip(schedule):
 
     again = ddim.NoiseSchedule.from_config(json.loads(json.dumps(schedule.config)))
     torch.testing.assert_close(again.alphas_cumprod, schedule.alphas_cumprod, rtol=1e-12, atol=1e-15)
+
+
+def test_lambda_has_one_convention_everywhere(linear):
+    """lambda = log(alpha / sigma) = log-SNR / 2 (schedule.lambda_of): the table, floats and arrays agree,
+    the clean end is +inf, and the logsnr grid is even in it."""
+    import math
+
+    import numpy as np
+
+    from ddim.schedule import lambda_of
+
+    torch.testing.assert_close(linear.lambdas(), linear.log_snr() / 2, rtol=0, atol=0)
+    ab = linear.alphas_cumprod
+    assert lambda_of(float(ab[10])) == pytest.approx(float(linear.lambdas(10)), rel=1e-15)
+    np.testing.assert_allclose(lambda_of(ab.numpy()), linear.lambdas().numpy(), rtol=1e-15)
+    assert lambda_of(1.0) == math.inf
+    grid = ddim.timesteps(1000, 12, "logsnr", ab)
+    gaps = np.diff(linear.lambdas(grid).numpy())
+    assert gaps.std() < 0.05 * gaps.mean()  # even in lambda up to rounding to integer steps

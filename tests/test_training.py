@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 import ddim
 from ddim.training import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 FAST = dict(batch_size=8, log_every=2, sample_every=100, checkpoint_every=3, grid_size=4, sample_steps=3, warmup=2)
 
 

@@ -224,7 +224,7 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .generate import generate, plan
+    from .generate import generate, image_seeds, plan
     from .images import save_grid, save_png, save_scatter, to_uint8
     from .models import load
 
@@ -235,6 +235,7 @@ def cmd_sample(args) -> int:
     m = load(args.model, device=args.device)
     sampler = dict(steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
     choice = plan(m, **sampler, class_label=args.class_label, guidance=args.guidance)  # every check before anything is written
+    image_seeds(args.num_images, args.seed)
     out = Path(args.output)
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
     bar = None

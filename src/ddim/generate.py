@@ -19,7 +19,7 @@ from .models import LoadedModel
 from .policy import Choice, resolve
 from .sampling import CallCounter, check_eta, check_steps, sample
 
-__all__ = ["generate", "Generated", "plan", "noise"]
+__all__ = ["generate", "Generated", "plan", "noise", "image_seeds"]
 
 
 @dataclass
@@ -38,6 +38,19 @@ def noise(shape: Sequence[int], seeds: Sequence[int]) -> tuple[Tensor, list[torc
     """x_T for per-image seeds (one CPU generator each, left positioned for the image's step noise)."""
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     return torch.stack([torch.randn(tuple(shape), generator=g) for g in gens]), gens
+
+
+def image_seeds(n: int, seed: int = 0, seeds: Sequence[int] | None = None) -> list[int]:
+    """The per-image seeds: ``seeds`` as given, or seed, seed + 1, ...; checked against what a torch generator takes."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of images must be at least 1, got {n!r}")
+    seeds = [seed + i for i in range(n)] if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} images")
+    bad = [s for s in seeds if not -(2**63) <= s < 2**64]
+    if bad:
+        raise ValueError(f"seeds must lie in -2^63..2^64-1 (what a torch generator takes), got {bad[0]}")
+    return seeds
 
 
 def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "auto", spacing: str = "auto",
@@ -85,16 +98,9 @@ def generate(
     """
     from .guidance import Guided
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of images must be at least 1, got {n!r}")
+    seeds = image_seeds(n, seed, seeds)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"the batch size must be at least 1, got {batch_size!r}")
-    seeds = [seed + i for i in range(n)] if seeds is None else [int(s) for s in seeds]
-    if len(seeds) != n:
-        raise ValueError(f"got {len(seeds)} seeds for {n} images")
-    bad = [s for s in seeds if not -(2**63) <= s < 2**64]
-    if bad:
-        raise ValueError(f"seeds must lie in -2^63..2^64-1 (what a torch generator takes), got {bad[0]}")
     choice = plan(m, steps=steps, eta=eta, method=method, spacing=spacing, class_label=class_label, guidance=guidance)
     device = torch.device(device) if device is not None else next(m.model.parameters()).device
     counter = CallCounter(m.model)
