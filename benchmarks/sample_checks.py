@@ -23,6 +23,7 @@ from _tables import command_line
 
 from ddim.data import load_dataset
 from ddim.features import features_for_dataset
+from ddim.images import from_pixels
 
 CLASSES = {"fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]}
 
@@ -30,7 +31,7 @@ CLASSES = {"fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coa
 def read_images(path: Path) -> torch.Tensor:
     with np.load(path) as f:
         if "images" in f:  # compare cell: 8-bit
-            return torch.from_numpy(f["images"]).float() / 127.5 - 1
+            return from_pixels(f["images"])
         return torch.from_numpy(f["samples"]).float().clamp(-1, 1)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .prediction import check_prediction
+from .prediction import check_prediction, network_output
 from .schedule import NoiseSchedule
 
 __all__ = ["PRESETS", "SHIPPED", "build_model", "save_model", "load", "LoadedModel", "MLPDenoiser", "Denoiser", "resolve_device"]
@@ -168,8 +168,7 @@ class Denoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         labels = class_labels if class_labels is not None else self.class_labels
-        out = self.net(x, t, class_labels=labels) if labels is not None else self.net(x, t)
-        return getattr(out, "sample", out)
+        return network_output(self.net(x, t, class_labels=labels) if labels is not None else self.net(x, t))
 
 
 @dataclass

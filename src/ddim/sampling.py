@@ -211,7 +211,7 @@ def invert(
 
         def G(z: Tensor) -> Tensor:  # noqa: N802 - the fixed-point map; x, ab_t, ab_prev of this step
             eps, _ = predict(model, z, t, ab_t, prediction, model_dtype=x0.dtype)
-            return _ddim_map(x, eps, ab_prev, ab_t)
+            return _ddim_up(x, eps, ab_prev, ab_t)
 
         z = G(x)  # plain DDIM inversion
         if method == "fixed-point":
@@ -222,9 +222,9 @@ def invert(
     return x.to(x0.dtype)
 
 
-def _ddim_map(x: Tensor, eps: Tensor, ab_from: float, ab_to: float) -> Tensor:
-    """The eta = 0 DDIM map of x from level ab_from to level ab_to with a given eps: sqrt(ab_to) x0_hat + sqrt(1 - ab_to) eps."""
-    return ddim_step((x - math.sqrt(1 - ab_from) * eps) / math.sqrt(ab_from), eps, ab_to)
+def _ddim_up(x: Tensor, eps: Tensor, ab_prev: float, ab_t: float) -> Tensor:
+    """The eta = 0 DDIM map of x at level ab_prev up to level ab_t with a given eps: sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps."""
+    return ddim_step((x - math.sqrt(1 - ab_prev) * eps) / math.sqrt(ab_prev), eps, ab_t)
 
 
 def _anderson(G: Callable[[Tensor], Tensor], z: Tensor, iterations: int, tol: float) -> Tensor:
