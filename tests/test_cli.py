@@ -141,3 +141,19 @@ def test_cli_as_a_real_process_trains_then_samples(tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith("grid.png"), r.stderr
     r = subprocess.run(exe + ["sample", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_weights_with_nan_data_but_an_intact_header_fail_with_the_cause(model_folder, tmp_path, capsys):
+    """Corrupted tensor data (the header still parses) used to give an all-NaN samples.npz and a black grid, exit 0."""
+    import json as _json
+    import struct
+
+    weights = _copy_model(model_folder, tmp_path / "m")
+    data = bytearray(weights.read_bytes())
+    start = 8 + struct.unpack("<Q", bytes(data[:8]))[0]  # safetensors: u64 header length, JSON header, then the tensor bytes
+    assert _json.loads(bytes(data[8:start]))  # the header is intact
+    data[start:] = b"\xff" * (len(data) - start)  # every float32 becomes NaN
+    weights.write_bytes(bytes(data))
+    code, _, err = run(["sample", tmp_path / "m", "-n", 2, "--steps", 3, "--output", tmp_path / "o", "--no-progress"], capsys)
+    assert code == 2 and "the model returned NaN or inf at step t=" in err and "weights may be damaged" in err
+    assert not (tmp_path / "o" / "samples.npz").exists()

@@ -70,5 +70,5 @@ def test_shipped_conditional_model_follows_its_labels():
 def test_bad_label_dropout_is_refused_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "never"
     assert main(["train", "--conditional", "--label-dropout", "1.5", "--output", str(out), "--no-progress"]) == 2
-    assert capsys.readouterr().err.strip() == "ddim train: error: --label-dropout must lie in [0, 1), got 1.5"
+    assert capsys.readouterr().err.strip() == "ddim train: error: label_dropout (--label-dropout) must lie in [0, 1), got 1.5"
     assert not out.exists()

@@ -107,7 +107,8 @@ def test_generate_labels_and_guidance_of_a_conditional_model():
     (dict(n=2, seeds=[1]), "got 1 seeds for 2 images"),
     (dict(n=1, seed=2**64), r"seeds must lie in -2\^63..2\^64-1"),
     (dict(n=1, batch_size=0), "the batch size must be at least 1, got 0"),
-    (dict(n=1, steps=0), r"steps must be an integer in 1..1000"),
+    (dict(n=1, steps=0), r"steps must be a positive integer, got 0"),
+    (dict(n=1, steps=1001), r"steps must be an integer in 1..1000 \(the model.s training steps\), got 1001"),
     (dict(n=1, eta=float("nan")), r"eta must lie in \[0, 1\]"),
 ])
 def test_generate_bad_input(kwargs, message):

@@ -1,5 +1,7 @@
 """Grids fitted to a model: the search lowers the error it measures, round trips, and its errors."""
 
+import json
+
 import pytest
 import torch
 
@@ -56,3 +58,25 @@ def test_auto_picks_the_measured_best(tmp_path, capsys, steps, method, spacing):
     assert (str(saved["method"]), str(saved["spacing"])) == (method, spacing)
     if spacing == "optimized":
         assert saved["timesteps"].tolist() == load_grid(ddim.load("digits").path, "unipc", steps)
+
+
+@pytest.mark.slow
+def test_grids_fitted_to_a_shipped_model_go_to_the_user_cache(tmp_path, capsys, monkeypatch):
+    """The shipped folder is never written (it may be site-packages, or tracked files under an editable install)."""
+    import hashlib
+
+    monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
+    shipped = ddim.load("digits").path
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped.rglob("*") if p.is_file()}
+    code = main(["optimize-grid", "digits", "--steps", "4", "--images", "4", "--reference-steps", "12", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert f"saved in {tmp_path / 'cache' / 'grids' / 'digits' / 'grids.json'}" in capsys.readouterr().out
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped.rglob("*") if p.is_file()} == before
+    user = load_grid(shipped, "unipc", 4)  # the user's grid is found ...
+    assert len(user) == 4 and load_grid(shipped, "unipc", 5) == json.loads((shipped / "grids.json").read_text())["unipc"]["5"]["grid"]  # ... beside the shipped ones
+
+
+def test_reference_steps_must_exceed_the_fitted_steps(capsys):
+    code = main(["optimize-grid", "digits", "--steps", "5", "--reference-steps", "0", "--no-progress"])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        "ddim optimize-grid: error: reference_steps (--reference-steps) must be more than the fitted grid's 5 steps (at most T = 1000 are used), got 0")

@@ -190,3 +190,40 @@ def test_invert_bad_arguments(linear):
         ddim.invert(lambda x, t: x, linear, torch.zeros(1, 2), method="exact")
     with pytest.raises(ValueError, match="iterations must be a non-negative integer, got -1"):
         ddim.invert(lambda x, t: x, linear, torch.zeros(1, 2), method="fixed-point", iterations=-1)
+
+
+@pytest.mark.parametrize("x_T, message", [
+    ([[0.0, 1.0]], r"x_T must be a torch.Tensor shaped \[B, ...\], got list"),
+    (torch.zeros(2, 2, dtype=torch.long), r"x_T must be a floating-point tensor .* got torch.int64"),
+    (torch.zeros(2), r"x_T must be batched, \[B, ...\] with B >= 1 \(e.g. x\[None\] for one sample\), got shape \(2,\)"),
+    (torch.full((1, 2), float("nan")), "x_T contains NaN or inf"),
+])
+def test_the_api_says_what_x_T_to_pass(linear, x_T, message):
+    model = ddim.analytic.EmpiricalDenoiser(torch.zeros(1, 2), linear)
+    with pytest.raises(ValueError, match=message):
+        ddim.sample(model, linear, x_T, steps=3)
+    if isinstance(x_T, torch.Tensor) and x_T.is_floating_point() and x_T.dim() == 2:
+        with pytest.raises(ValueError, match=message.replace("x_T", "x0")):
+            ddim.invert(model, linear, x_T, steps=3)
+
+
+def test_the_api_checks_generator_and_steps_against_timesteps(linear, gen):
+    model = ddim.analytic.EmpiricalDenoiser(torch.zeros(1, 2), linear)
+    x_T = torch.randn(2, 2, generator=gen(0))
+    with pytest.raises(ValueError, match=r"generator must be None, a torch.Generator, or a list of them \(one per image\), got int; "
+                                         r"for a seed pass torch.Generator\(\).manual_seed\(seed\)"):
+        ddim.sample(model, linear, x_T, steps=3, eta=1.0, generator=0)
+    with pytest.raises(ValueError, match="steps=10 disagrees with the 3 given timesteps; pass one of them"):
+        ddim.sample(model, linear, x_T, steps=10, timesteps=[900, 500, 0])
+    torch.testing.assert_close(ddim.sample(model, linear, x_T, steps=3, timesteps=[900, 500, 0]), ddim.sample(model, linear, x_T, timesteps=[900, 500, 0]))
+
+
+def test_a_model_that_does_not_fit_x_T_is_one_clear_error(linear):
+    net = torch.nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=r"the model failed on x of shape \(2, 3\), torch.float32, on cpu \(.*\); give x_T batched like the model's input"):
+        ddim.sample(lambda x, t: net(x), linear, torch.zeros(2, 3), steps=2)
+
+
+def test_non_finite_model_output_is_refused(linear):
+    with pytest.raises(ValueError, match=r"the model returned NaN or inf at step t=980: its weights may be damaged"):
+        ddim.sample(lambda x, t: x * float("nan"), linear, torch.zeros(2, 3), steps=50)

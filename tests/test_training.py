@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -74,13 +75,45 @@ def test_output_is_not_overwritten_unless_asked(tmp_path):
         train(TrainConfig(output=str(tmp_path / "fresh"), steps=2), resume=True, progress=False)
 
 
-def test_bad_config_values():
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        TrainConfig(batch_size=0).validate()
-    with pytest.raises(ValueError, match="unknown schedule 'quadratic'"):
-        TrainConfig(schedule="quadratic").validate()
-    with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
-        TrainConfig(ema_decay=1.0).validate()
+@pytest.mark.parametrize("change, message", [
+    (dict(batch_size=0), r"batch_size \(--batch-size\) must be at least 1, got 0"),
+    (dict(schedule="quadratic"), r"unknown schedule \(--schedule\) 'quadratic'"),
+    (dict(ema_decay=1.0), r"ema_decay \(--ema-decay\) must lie in \[0, 1\)"),
+    (dict(image_size=0), r"image_size \(--image-size\) must be a positive number of pixels, got 0"),
+    (dict(sample_every=-1), r"sample_every \(--sample-every\) must be 0 \(no sample grids\) or more"),
+    (dict(seed=2**64), r"seed \(--seed\) must lie in -2\^63..2\^63-1"),
+])
+def test_bad_config_values_name_field_and_flag(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**change).validate()
+
+
+def test_cli_resume_keeps_the_runs_settings_and_refuses_conflicting_flags(tmp_path, capsys):
+    from ddim.cli import main
+
+    out = tmp_path / "run"
+    base = ["train", "--preset", "tiny", "--batch-size", "4", "--output", str(out), "--sample-every", "0", "--checkpoint-every", "2", "--no-progress"]
+    assert main(base + ["--steps", "2"]) == 0
+    assert main(["train", "--output", str(out), "--resume", "--no-progress"]) == 0  # no --steps: the run's own 2, not the default 8000
+    assert json.loads((out / "train_config.json").read_text())["steps"] == 2
+    assert json.loads((out / "checkpoints" / "step-0000002" / "step.json").read_text())["step"] == 2
+    capsys.readouterr()
+    assert main(["train", "--output", str(out), "--resume", "--batch-size", "8", "--steps", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ddim train: error: --batch-size 8 conflicts with the run's saved 4 ({out / 'train_config.json'}): a resumed run keeps its "
+                   "settings; drop --batch-size, or start a new run in another --output")
+    assert main(["train", "--output", str(out), "--resume", "--batch-size", "4", "--steps", "4", "--no-progress"]) == 0  # the same value is fine
+    assert json.loads((out / "train_config.json").read_text())["steps"] == 4
+    assert not (out / "samples").exists()  # --sample-every 0: no grids, not even at the end
+
+
+def test_a_bad_data_set_leaves_no_output_folder(tmp_path, capsys):
+    from ddim.cli import main
+
+    (tmp_path / "empty").mkdir()
+    code = main(["train", "--dataset", str(tmp_path / "empty"), "--output", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_two_cpu_processes_with_accelerate_launch(tmp_path):

@@ -42,13 +42,14 @@ def _add_train(sub) -> None:
     p.add_argument("--label-dropout", type=float, default=d.label_dropout, help=f"conditional: share of labels dropped to the null class, for guidance (default {d.label_dropout}; 0 = none)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, batches and noise (default 0)")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps per line of log.csv")
-    p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids")
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help=f"steps between sample grids; 0 = none, not even at the end (default {d.sample_every})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept on disk, 0 = all (default {d.keep_checkpoints})")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint (to --steps)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output from its latest checkpoint with its saved settings (to its own --steps, or a new --steps)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, parser=p)
 
 
 def _add_sample(sub) -> None:
@@ -168,7 +169,8 @@ def _add_optimize_grid(sub) -> None:
     p = sub.add_parser(
         "optimize-grid", help="fit a step grid to a model, method and step count",
         description="Fit the timestep grid of a deterministic sampler to a model by minimising its error against a fine reference "
-        "solution on a batch of noise; saves it in MODEL/grids.json for 'ddim sample --spacing optimized'.",
+        "solution on a batch of noise; saves it in MODEL/grids.json (for a shipped model: in the user cache, ~/.cache/ddim/grids/NAME) "
+        "for 'ddim sample --spacing optimized'.",
     )
     p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
     p.add_argument("--method", default="unipc", help="deterministic method (default unipc)")
@@ -195,17 +197,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- commands
-def cmd_train(args) -> int:
-    from .training import TrainConfig, train
+def _given(args) -> list[str]:
+    """The destinations of the options written on the command line (not left at their defaults)."""
+    given = []
+    for action in args.parser._actions:
+        if any(tok == opt or tok.startswith(opt + "=") for opt in action.option_strings for tok in args.argv):
+            given.append(action.dest)
+    return given
 
-    cfg = TrainConfig(
-        dataset=args.dataset, output=args.output, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip, grad_accum=args.grad_accum,
-        mixed_precision=args.mixed_precision, prediction=args.prediction, schedule=args.schedule, T=args.T,
-        flip=args.flip, image_size=args.image_size, channels=args.channels, conditional=args.conditional, label_dropout=args.label_dropout,
-        seed=args.seed, log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints,
-    )
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from .training import RESUMABLE, TrainConfig, load_train_config, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if args.resume:
+        cfg = load_train_config(args.output)
+        saved = Path(args.output) / "train_config.json"
+        for dest in _given(args):
+            if dest in fields and dest not in RESUMABLE and dest != "output" and getattr(args, dest) != getattr(cfg, dest):
+                flag = "--" + dest.replace("_", "-")
+                raise CliError(f"{flag} {getattr(args, dest)} conflicts with the run's saved {getattr(cfg, dest)} ({saved}): a resumed run "
+                               f"keeps its settings; drop {flag}, or start a new run in another --output")
+        if "steps" in _given(args):
+            cfg.steps = args.steps
+    else:
+        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     out = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"model folder: {out}")
@@ -224,7 +242,7 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .generate import generate, image_seeds, plan
+    from .generate import check_request, generate, plan
     from .images import save_grid, save_png, save_scatter, to_uint8
     from .models import load
 
@@ -232,10 +250,10 @@ def cmd_sample(args) -> int:
         raise CliError(f"--num-images must be at least 1, got {args.num_images}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    m = load(args.model, device=args.device)
     sampler = dict(steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
+    check_request(args.num_images, seed=args.seed, batch_size=args.batch_size, guidance=args.guidance, **sampler)  # before the model loads
+    m = load(args.model, device=args.device)
     choice = plan(m, **sampler, class_label=args.class_label, guidance=args.guidance)  # every check before anything is written
-    image_seeds(args.num_images, args.seed)
     out = Path(args.output)
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
     bar = None
@@ -429,7 +447,7 @@ def cmd_optimize_grid(args) -> int:
     from .files import ensure_writable_dir
     from .methods import get_method
     from .models import load
-    from .optimized_grid import optimize_grid, save_grid
+    from .optimized_grid import check_fit, grids_file, optimize_grid, save_grid
 
     get_method(args.method)
     if args.images < 2:
@@ -437,7 +455,9 @@ def cmd_optimize_grid(args) -> int:
     m = load(args.model)
     if m.num_classes:
         raise CliError("optimize-grid fits unconditional models; this one is class-conditional")
-    ensure_writable_dir(m.path)
+    for steps in args.steps:
+        check_fit(args.method, steps, args.reference_steps, len(m.schedule))
+    ensure_writable_dir(grids_file(m.path).parent)
     fit, check = (torch.randn(args.images, *m.sample_shape, generator=torch.Generator().manual_seed(args.seed + k)) for k in (0, 1))
     for steps in args.steps:
         r = optimize_grid(m.model, m.schedule, steps, args.method, fit, check, prediction=m.prediction,

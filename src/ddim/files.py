@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["ensure_writable_dir"]
+__all__ = ["ensure_writable_dir", "cache_dir"]
+
+
+def cache_dir(*parts: str) -> Path:
+    """The user cache ($DDIM_CACHE, else ~/.cache/ddim), or a folder inside it: reference features, user grids."""
+    return Path(os.environ.get("DDIM_CACHE") or Path.home() / ".cache" / "ddim").expanduser().joinpath(*parts)
 
 
 def ensure_writable_dir(folder: Path) -> None:

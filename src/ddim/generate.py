@@ -19,7 +19,7 @@ from .models import LoadedModel
 from .policy import Choice, resolve
 from .sampling import CallCounter, check_eta, check_steps, sample
 
-__all__ = ["generate", "Generated", "plan", "noise", "image_seeds"]
+__all__ = ["generate", "Generated", "plan", "noise", "image_seeds", "check_request"]
 
 
 @dataclass
@@ -53,6 +53,27 @@ def image_seeds(n: int, seed: int = 0, seeds: Sequence[int] | None = None) -> li
     return seeds
 
 
+def check_request(n: int, *, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 256, steps: int = 50, eta: float = 0.0,
+                  method: str = "auto", spacing: str = "auto", guidance: float | None = None) -> list[int]:
+    """The checks that need no model (run before loading one, so a typo answers at once); returns the per-image seeds."""
+    from .methods import get_method
+    from .timesteps import SPACINGS
+
+    seeds = image_seeds(n, seed, seeds)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"the batch size must be at least 1, got {batch_size!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if method != "auto":
+        get_method(method)
+    if spacing not in ("auto", "optimized", *SPACINGS):
+        raise ValueError(f"unknown spacing {spacing!r}; choose one of auto, optimized, {', '.join(SPACINGS)}")
+    check_eta(eta, method)
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
+    return seeds
+
+
 def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "auto", spacing: str = "auto",
          class_label: int | None = None, guidance: float | None = None) -> Choice:
     """Validate the sampler settings against the model and resolve 'auto' / 'optimized' (nothing runs)."""
@@ -66,7 +87,7 @@ def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "au
     if guidance is not None:
         if not m.num_classes:
             raise ValueError("guidance needs a class-conditional model (ddim train --conditional); this one has no classes")
-        if not math.isfinite(guidance) or guidance < 0:
+        if not (math.isfinite(guidance) and guidance >= 0):
             raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
         if guidance != 1 and m.null_class is None:
             raise ValueError("guidance needs a model trained with label dropout; this one has no unconditional mode")
@@ -98,9 +119,7 @@ def generate(
     """
     from .guidance import Guided
 
-    seeds = image_seeds(n, seed, seeds)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"the batch size must be at least 1, got {batch_size!r}")
+    seeds = check_request(n, seed=seed, seeds=seeds, batch_size=batch_size, steps=steps, eta=eta, method=method, spacing=spacing, guidance=guidance)
     choice = plan(m, steps=steps, eta=eta, method=method, spacing=spacing, class_label=class_label, guidance=guidance)
     device = torch.device(device) if device is not None else next(m.model.parameters()).device
     counter = CallCounter(m.model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +96,9 @@ def reference_features(dataset: str, net, split: str = "train", cache_dir: str |
     to $DDIM_CACHE or ~/.cache/ddim. It holds the features and their mean and covariance.
     """
     from .data import load_dataset
+    from .files import cache_dir as user_cache
 
-    folder = Path(cache_dir or os.environ.get("DDIM_CACHE") or Path.home() / ".cache" / "ddim").expanduser() / "reference"
+    folder = Path(cache_dir).expanduser() / "reference" if cache_dir else user_cache("reference")
     tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset}-{split}-{net.name}-{net.fingerprint or 'unsaved'}")
     path = folder / f"{tag}.npz"
     if path.is_file() and net.fingerprint:

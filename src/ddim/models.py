@@ -237,6 +237,15 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files("ddim") / "pretrained" / name))
 
 
+def shipped_name(folder: str | Path) -> str | None:
+    """The name of the shipped model whose folder ``folder`` is, or None for any other folder."""
+    try:
+        resolved = Path(folder).resolve()
+    except OSError:
+        return None
+    return next((name for name in SHIPPED if shipped_path(name).resolve() == resolved), None)
+
+
 def load(name_or_path: str | Path = "digits", device: str | torch.device | None = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a shipped model by name (``ddim.SHIPPED``) or a diffusers-layout model folder (``device`` None: cuda if available)."""
     device = resolve_device(device)

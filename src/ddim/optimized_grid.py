@@ -8,7 +8,9 @@ the first level at T - 1 (where x_T ~ N(0, I) holds), and moves one level at a t
 loss falls. A second batch (other seeds) checks that the gain is not an artefact of the fit.
 
 Grids are saved in the model folder as ``grids.json``: ``{"unipc": {"10": [999, ...]}, ...}``
-with the fit's losses beside them; ``ddim sample --spacing optimized`` reads them.
+with the fit's losses beside them; ``ddim sample --spacing optimized`` reads them. A model shipped
+inside the package is read-only to the tool: grids fitted to it go to the user cache
+($DDIM_CACHE/grids/NAME/grids.json, see ``grids_file``) and are read over the shipped ones.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .sampling import sample
 from .schedule import NoiseSchedule, lambda_of
 from .timesteps import nearest_steps, timesteps
 
-__all__ = ["optimize_grid", "save_grid", "load_grid", "GRIDS_FILE"]
+__all__ = ["optimize_grid", "save_grid", "load_grid", "grids_file", "GRIDS_FILE"]
 
 GRIDS_FILE = "grids.json"
 
@@ -37,15 +39,23 @@ def _loss(model, schedule, x_T: Tensor, ref: Tensor, grid: list[int], method: st
     return float((x.double() - ref.double()).pow(2).flatten(1).sum(1).mean())
 
 
+def check_fit(method: str, steps: int, reference_steps: int, T: int) -> None:
+    """The settings of a fit, checked before any model call."""
+    if get_method(method).stochastic:
+        raise ValueError(f"grids are fitted for deterministic methods; {method!r} is stochastic")
+    if not 3 <= steps <= min(T, 200):
+        raise ValueError(f"steps must lie in 3..{min(T, 200)} for a fitted grid, got {steps}")
+    if not min(reference_steps, T) > steps:
+        raise ValueError(f"reference_steps (--reference-steps) must be more than the fitted grid's {steps} steps "
+                         f"(at most T = {T} are used), got {reference_steps}")
+
+
 def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: Tensor, check: Tensor, *, prediction: str = "eps",
                   reference_steps: int = 200, start_step: float = 0.4, rounds: int = 3, progress: bool = True) -> dict:
     """Fit a grid of ``steps`` levels for ``method`` on noise batch ``fit``; report its loss and the log-SNR
     grid's on ``fit`` and on ``check``. Returns a dict with ``grid`` and the losses."""
-    if get_method(method).stochastic:
-        raise ValueError(f"grids are fitted for deterministic methods; {method!r} is stochastic")
+    check_fit(method, steps, reference_steps, len(schedule))
     T = len(schedule)
-    if not 3 <= steps <= min(T, 200):
-        raise ValueError(f"steps must lie in 3..{min(T, 200)} for a fitted grid, got {steps}")
     lam_of = lambda_of(schedule.alphas_cumprod.numpy())  # decreasing in t
 
     def to_t(lams: np.ndarray) -> list[int]:
@@ -92,20 +102,48 @@ def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: 
     }
 
 
+def grids_file(folder: str | Path) -> Path:
+    """Where grids fitted to the model in ``folder`` are written: its own grids.json, or for a model shipped
+    inside the package (never written to) the user cache's grids/NAME/grids.json."""
+    from .files import cache_dir
+    from .models import shipped_name
+
+    name = shipped_name(folder)
+    return cache_dir("grids", name, GRIDS_FILE) if name else Path(folder) / GRIDS_FILE
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it and fit the grids again") from None
+
+
 def save_grid(folder: str | Path, method: str, steps: int, result: dict) -> Path:
-    path = Path(folder) / GRIDS_FILE
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    """Add a fitted grid to ``grids_file(folder)``; returns that file."""
+    path = grids_file(folder)
+    data = _read(path)
     data.setdefault(method, {})[str(steps)] = result
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
     return path
 
 
 def load_grid(folder: str | Path, method: str, steps: int) -> list[int]:
-    path = Path(folder) / GRIDS_FILE
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    """The grid fitted for (method, steps): the user's (``grids_file``) over the folder's own grids.json."""
+    own, user = Path(folder) / GRIDS_FILE, grids_file(folder)
+    data = _read(own)
+    if user != own:
+        for m, grids in _read(user).items():
+            data.setdefault(m, {}).update(grids)
     try:
         return data[method][str(steps)]["grid"]
     except KeyError:
         have = ", ".join(f"{m} S={s}" for m, d in data.items() for s in d) or "none"
-        raise ValueError(f"no fitted {steps}-step grid for {method} in {path} (have: {have}); make one with "
+        where = own if user == own else f"{own} or {user}"
+        raise ValueError(f"no fitted {steps}-step grid for {method} in {where} (have: {have}); make one with "
                          f"'ddim optimize-grid MODEL --method {method} --steps {steps}'") from None

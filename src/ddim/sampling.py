@@ -23,7 +23,7 @@ from .steps import ddim_step
 from .timesteps import check_timesteps
 from .timesteps import timesteps as make_timesteps
 
-__all__ = ["METHODS", "INVERSION_METHODS", "sample", "invert", "predict", "CallCounter", "check_steps", "check_eta"]
+__all__ = ["METHODS", "INVERSION_METHODS", "sample", "invert", "predict", "CallCounter", "check_steps", "check_eta", "check_batch", "check_generator"]
 
 Model = Callable[[Tensor, Tensor], Any]
 Generator = torch.Generator | Sequence[torch.Generator] | None
@@ -40,6 +40,29 @@ class CallCounter:
         self.calls += 1
         self.images += len(x)
         return self.model(x, t, *args, **kwargs)
+
+
+def check_batch(x: Tensor, name: str = "x_T") -> Tensor:
+    """``x`` if it is a finite floating-point tensor with a batch dimension [B, ...], else a ValueError saying what to pass."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor shaped [B, ...], got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor (float32, or float64 / float16 / bfloat16), got {x.dtype}")
+    if x.dim() < 2 or x.shape[0] < 1:
+        raise ValueError(f"{name} must be batched, [B, ...] with B >= 1 (e.g. x[None] for one sample), got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def check_generator(generator: Generator) -> Generator:
+    """None, one torch.Generator, or a sequence of them (one per image), else a ValueError."""
+    ok = generator is None or isinstance(generator, torch.Generator) or (
+        isinstance(generator, Sequence) and not isinstance(generator, str) and all(isinstance(g, torch.Generator) for g in generator))
+    if not ok:
+        raise ValueError(f"generator must be None, a torch.Generator, or a list of them (one per image), got {type(generator).__name__}; "
+                         "for a seed pass torch.Generator().manual_seed(seed)")
+    return generator
 
 
 def check_steps(steps: int, T: int) -> int:
@@ -76,10 +99,19 @@ def predict(
 ) -> tuple[Tensor, Tensor]:
     """Call ``model(x, t)`` and return (eps_hat, x0_hat) in x's dtype; optional x0 clipping re-derives eps."""
     t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    out = network_output(model(x if model_dtype is None else x.to(model_dtype), t_batch))
+    x_in = x if model_dtype is None else x.to(model_dtype)
+    try:
+        out = network_output(model(x_in, t_batch))
+    except RuntimeError as err:  # a shape, dtype or device the network does not take
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ValueError(f"the model failed on x of shape {tuple(x_in.shape)}, {x_in.dtype}, on {x_in.device} ({first}); give x_T batched "
+                         "like the model's input [B, *sample_shape], in the model's dtype and on its device") from err
     if not isinstance(out, Tensor) or out.shape != x.shape:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"the model must return a tensor shaped like its input {tuple(x.shape)}, got {shape}")
+    if not torch.isfinite(out).all():
+        raise ValueError(f"the model returned NaN or inf at step t={t}: its weights may be damaged (a corrupted weights file), "
+                         "or a half-precision model overflowed; check the model with finite inputs")
     eps, x0 = to_eps_x0(out.to(x.dtype), x, ab_t, prediction)
     if clip_x0 is None and dynamic_threshold is None:
         return eps, x0
@@ -104,6 +136,13 @@ def _randn(like: Tensor, generator: Generator) -> Tensor:
     return torch.stack(rows).to(like.device)
 
 
+def _given_grid(timesteps, steps: int | None, T: int) -> Tensor:
+    tau = check_timesteps(timesteps, T)
+    if steps is not None and steps != len(tau):
+        raise ValueError(f"steps={steps} disagrees with the {len(tau)} given timesteps; pass one of them")
+    return tau
+
+
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled:
         return iterable
@@ -117,7 +156,7 @@ def sample(
     model: Model,
     schedule: NoiseSchedule,
     x_T: Tensor,
-    steps: int = 50,
+    steps: int | None = None,
     eta: float = 0.0,
     spacing: str = "uniform",
     method: str = "ddim",
@@ -134,18 +173,20 @@ def sample(
 
     ``method`` is one of ``ddim.METHODS`` or "auto" (then ``steps`` counts model calls and the measured
     best method for that budget is used, policy.py); ``spacing`` one of ``ddim.SPACINGS`` or "auto".
-    ``eta`` (DDIM eq. 16) applies to "ddim" only. ``timesteps`` overrides ``steps``/``spacing`` with an
-    explicit decreasing grid. ``callback(i, t, x_prev, x0_hat)`` is called after every step. The result
+    ``eta`` (DDIM eq. 16) applies to "ddim" only. ``steps`` defaults to 50; ``timesteps`` replaces
+    ``steps``/``spacing`` with an explicit decreasing grid. ``callback(i, t, x_prev, x0_hat)`` is called after every step. The result
     has x_T's device and dtype; the state is kept in float32 (float64 when x_T is float64), the model
     gets x_T's dtype.
     """
     T = len(schedule)
+    check_batch(x_T)
+    check_generator(generator)
     eta = check_eta(eta, method)
     if timesteps is not None:
-        tau = check_timesteps(timesteps, T)
+        tau = _given_grid(timesteps, steps, T)
         method = resolve(method, "uniform", len(tau), eta).method
     else:
-        choice = resolve(method, spacing, check_steps(steps, T), eta)
+        choice = resolve(method, spacing, check_steps(50 if steps is None else steps, T), eta)
         method = choice.method
         tau = make_timesteps(T, choice.steps, choice.spacing, schedule.alphas_cumprod)
     check_prediction(prediction)
@@ -170,7 +211,7 @@ def invert(
     model: Model,
     schedule: NoiseSchedule,
     x0: Tensor,
-    steps: int = 50,
+    steps: int | None = None,
     spacing: str = "uniform",
     prediction: str = "eps",
     method: str = "ddim",
@@ -200,8 +241,12 @@ def invert(
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
     check_prediction(prediction)
+    check_batch(x0, "x0")
     T = len(schedule)
-    tau = check_timesteps(timesteps, T) if timesteps is not None else make_timesteps(T, check_steps(steps, T), spacing, schedule.alphas_cumprod)
+    if timesteps is not None:
+        tau = _given_grid(timesteps, steps, T)
+    else:
+        tau = make_timesteps(T, check_steps(50 if steps is None else steps, T), spacing, schedule.alphas_cumprod)
     ascending = tau.flip(0)
     x = x0.to(_math_dtype(x0))
     ab_prev = 1.0  # the level x is at: the sampler's step goes from level t to prev, inversion back up

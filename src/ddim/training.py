@@ -34,7 +34,9 @@ from .models import build_model, save_model
 from .prediction import check_prediction, eps_x0_to, network_output
 from .schedule import SCHEDULE_KINDS, NoiseSchedule
 
-__all__ = ["TrainConfig", "train", "default_preset"]
+__all__ = ["TrainConfig", "train", "default_preset", "load_train_config", "RESUMABLE"]
+
+RESUMABLE = ("steps",)  # the only setting a resumed run takes from outside; the rest is the run's own
 
 
 @dataclass
@@ -62,32 +64,45 @@ class TrainConfig:
     label_dropout: float = 0.1  # conditional only: share of labels replaced by the null class (for guidance)
     seed: int = 0
     log_every: int = 50
-    sample_every: int = 1000
+    sample_every: int = 1000  # 0 = no sample grids (also none at the end)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     grid_size: int = 64
     sample_steps: int = 50
 
     def validate(self) -> TrainConfig:
+        """Check every field; messages name the field and its ``ddim train`` flag."""
         check_prediction(self.prediction)
-        for name in ("steps", "batch_size", "grad_accum", "T", "log_every", "sample_every", "checkpoint_every", "grid_size"):
+        for name in ("steps", "batch_size", "grad_accum", "T", "log_every", "checkpoint_every", "grid_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.keep_checkpoints < 0:
-            raise ValueError(f"keep_checkpoints must be 0 (keep all) or more, got {self.keep_checkpoints}")
+                raise ValueError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        for name, meaning in (("keep_checkpoints", "keep all"), ("sample_every", "no sample grids"), ("warmup", "no warm-up")):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_flag(name)} must be 0 ({meaning}) or more, got {getattr(self, name)}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"{_flag('image_size')} must be a positive number of pixels, got {self.image_size}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ValueError(f"{_flag('lr')} must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+            raise ValueError(f"{_flag('ema_decay')} must lie in [0, 1), got {self.ema_decay}")
         if not 0 <= self.label_dropout < 1:
-            raise ValueError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
+            raise ValueError(f"{_flag('label_dropout')} must lie in [0, 1), got {self.label_dropout}")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"{_flag('grad_clip')} must be 0 (off) or positive, got {self.grad_clip}")
         if self.schedule not in SCHEDULE_KINDS:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULE_KINDS)}")
+            raise ValueError(f"unknown {_flag('schedule')} {self.schedule!r}; choose one of {', '.join(SCHEDULE_KINDS)}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+            raise ValueError(f"{_flag('mixed_precision')} must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 1 <= self.sample_steps <= self.T:
             raise ValueError(f"sample_steps must lie in 1..{self.T}")
+        if not -(2**63) <= self.seed < 2**63:
+            raise ValueError(f"{_flag('seed')} must lie in -2^63..2^63-1, got {self.seed}")
         return self
+
+
+def _flag(name: str) -> str:
+    """A TrainConfig field as users meet it: 'batch_size (--batch-size)'."""
+    return f"{name} (--{name.replace('_', '-')})"
 
 
 def default_preset(data: Dataset) -> str:
@@ -138,12 +153,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     # without an accelerator, cpu=True lets several launched processes form a gloo (MULTI_CPU) group
     cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=cpu)
+    if not resume:
+        _check_output(out, overwrite)
+    run = _Run.of(cfg)  # the data set and network load before anything is written
+    net = run.build_network()
     if acc.is_main_process and not resume:
         _prepare_output(out, overwrite)
     acc.wait_for_everyone()
-
-    run = _Run.of(cfg)
-    net = run.build_network()
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True).to(acc.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net, opt = acc.prepare(net, opt)
@@ -162,7 +178,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     losses, tick, tick_step = [], time.perf_counter(), start
     for step in range(start, cfg.steps):
         for group in opt.param_groups:  # linear warm-up, then constant
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
         for micro in range(cfg.grad_accum):
             losses.append(_micro_step(acc, net, opt, run, x_all, y_all, step, micro))
         ema.update_parameters(acc.unwrap_model(net))
@@ -182,7 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
             _save_checkpoint(acc, out, done, cfg.keep_checkpoints)
             if acc.is_main_process:
                 _save_model_folder(out, ema.module, run, done)
-        if acc.is_main_process and (done % cfg.sample_every == 0 or done == cfg.steps):
+        if acc.is_main_process and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
             _sample_grid(ema.module, run, out, out / "samples" / f"step-{done:07d}.png")
         if done == tick_step:  # keep saving and sampling out of the measured training rate
             tick = time.perf_counter()
@@ -236,24 +252,40 @@ def _stream(seed: int, step: int, micro: int, rank: int) -> int:
     return h % (2**63 - 1)
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
+def _check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; give a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} is not empty; pass --resume to continue it or --overwrite to replace it")
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    _check_output(out, overwrite)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"output folder {out} is not empty; pass --resume to continue it or --overwrite to replace it")
         shutil.rmtree(out)
     ensure_writable_dir(out)
 
 
-def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
+def load_train_config(out: str | Path) -> TrainConfig:
+    """The saved config of the run in ``out`` (its train_config.json)."""
+    out = Path(out)
     saved = out / "train_config.json"
     if not saved.is_file():
         raise FileNotFoundError(f"nothing to resume in {out}: no train_config.json (start a run there without --resume)")
-    old = json.loads(saved.read_text())
+    try:
+        old = json.loads(saved.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{saved} is not valid JSON ({err}); the run cannot be resumed") from None
     known = {f.name for f in fields(TrainConfig)}
-    merged = TrainConfig(**{k: v for k, v in old.items() if k in known})
-    merged.steps, merged.output = cfg.steps, str(out)  # a resumed run may be extended
+    cfg = TrainConfig(**{k: v for k, v in old.items() if k in known})
+    cfg.output = str(out)
+    return cfg
+
+
+def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
+    """A resumed run keeps its saved settings; only ``cfg.steps`` (``RESUMABLE``) may extend it."""
+    merged = load_train_config(out)
+    merged.steps = cfg.steps
     _latest_checkpoint(out)
     return merged
 
