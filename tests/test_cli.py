@@ -157,3 +157,61 @@ def test_weights_with_nan_data_but_an_intact_header_fail_with_the_cause(model_fo
     code, _, err = run(["sample", tmp_path / "m", "-n", 2, "--steps", 3, "--output", tmp_path / "o", "--no-progress"], capsys)
     assert code == 2 and "the model returned NaN or inf at step t=" in err and "weights may be damaged" in err
     assert not (tmp_path / "o" / "samples.npz").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("ddim ")
+
+
+def test_one_step_is_refused_with_the_reason_or_gives_an_image(model_folder, tmp_path, capsys):
+    """--steps 1 used to return the noise (auto chose DDIM on the uniform grid [0])."""
+    code, _, err = run(["sample", model_folder, "--steps", 1, "--output", tmp_path / "a", "--no-progress"], capsys)
+    assert code == 2 and err.strip() == ("ddim sample: error: one step cannot make an image with this eps-prediction model: its x0 estimate "
+                                         "at t = 999 divides the model's error by sqrt(alpha-bar) = 0.0064; use at least 2 steps")
+    code, _, err = run(["sample", model_folder, "--steps", 1, "--method", "ddim", "--spacing", "uniform", "--output", tmp_path / "a", "--no-progress"], capsys)
+    assert code == 2 and "one step on the 'uniform' grid visits only t = 0 and returns the noise almost unchanged" in err
+    assert not (tmp_path / "a").exists()
+    torch.manual_seed(0)
+    v_model = save_model(tmp_path / "v", build_model("tiny"), ddim.NoiseSchedule.linear(1000), "v")  # x0 = -v at t = T-1: one step is an image
+    code, _, err = run(["sample", v_model, "--steps", 1, "-n", 2, "--output", tmp_path / "b", "--no-progress"], capsys)
+    assert code == 0, err
+    saved = np.load(tmp_path / "b" / "samples.npz")
+    assert (str(saved["spacing"]), saved["timesteps"].tolist()) == ("trailing", [999])
+
+
+def test_overwrite_removes_the_replaced_runs_images(model_folder, tmp_path, capsys):
+    base = ["sample", model_folder, "--steps", 2, "--output", tmp_path, "--individual", "--no-progress"]
+    assert run(base + ["-n", 5], capsys)[0] == 0
+    assert run(base + ["-n", 2, "--overwrite"], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["000000.png", "000001.png"]
+    (tmp_path / "images" / "mine.txt").write_text("not ours")
+    assert run(base[:-2] + ["-n", 1, "--overwrite", "--no-progress"], capsys)[0] == 0  # without --individual: no stale PNGs either
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["mine.txt"]
+
+
+def test_interpolate_writes_nothing_when_its_input_is_bad(model_folder, tmp_path, capsys):
+    code, _, err = run(["interpolate", model_folder, "--latents", tmp_path / "none.npz", "--output", tmp_path / "o", "--no-progress"], capsys)
+    assert code == 2 and err.strip() == f"ddim interpolate: error: no latent file {tmp_path / 'none.npz'}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_model_index_is_named(model_folder, tmp_path, capsys):
+    _copy_model(model_folder, tmp_path / "m")
+    (tmp_path / "m" / "model_index.json").write_text("[1, 2")
+    code, _, err = run(["info", tmp_path / "m"], capsys)
+    assert code == 2 and err.startswith(f"ddim info: error: {tmp_path / 'm' / 'model_index.json'} is not valid JSON (")
+
+
+def test_argument_errors_answer_before_the_model_loads(model_folder, tmp_path, capsys, monkeypatch):
+    import ddim.models
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(ddim.models, "load", no_load)
+    for bad, message in [(["--steps", "0"], "steps must be a positive integer, got 0"), (["--eta", "2"], "eta must lie in [0, 1]"),
+                         (["--guidance", "-1"], "the guidance scale must be a finite number >= 0"), (["--seed", "-99999999999999999999"], "seeds must lie in")]:
+        code, _, err = run(["sample", model_folder, *bad, "--output", tmp_path / "o", "--no-progress"], capsys)
+        assert code == 2 and message in err, err

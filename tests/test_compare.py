@@ -2,6 +2,7 @@
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,17 +71,17 @@ def test_cells_of_one_seed_share_x_T_and_seeds_differ(tiny_digits, tmp_path, cap
     import numpy as np
 
     out = tmp_path / "cmp"
-    assert run(["compare", tiny_digits, "--steps", 1, 3, "--eta", 0, "-n", 4, "--seeds", 0, 1, "--consistency", 0, "--no-progress", "--output", out], capsys)[0] == 0
-    # S = 1 from x_T is one deterministic step, so equal x_T give equal images; reproduce seed 1 by hand
+    assert run(["compare", tiny_digits, "--steps", 2, 3, "--eta", 0, "-n", 4, "--seeds", 0, 1, "--consistency", 0, "--no-progress", "--output", out], capsys)[0] == 0
+    # S = 2 with eta = 0 is deterministic from x_T, so equal x_T give equal images; reproduce seed 1 by hand
     m = ddim.load(tiny_digits)
     gens = [torch.Generator().manual_seed(1_000_000 + i) for i in range(4)]
     x_T = torch.stack([torch.randn(m.sample_shape, generator=g) for g in gens])
     with torch.no_grad():
-        x0 = ddim.sample(m.model, m.schedule, x_T, steps=1)
+        x0 = ddim.sample(m.model, m.schedule, x_T, steps=2)
     expect = ((x0.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    with np.load(out / "cells" / "eta0-S1-seed1.npz") as f:
+    with np.load(out / "cells" / "eta0-S2-seed1.npz") as f:
         np.testing.assert_array_equal(f["images"], expect)
-    with np.load(out / "cells" / "eta0-S1-seed0.npz") as f:
+    with np.load(out / "cells" / "eta0-S2-seed0.npz") as f:
         assert not np.array_equal(f["images"], expect)
 
 
@@ -125,3 +126,15 @@ def test_parse_sampler_labels():
     assert parse_sampler("0.25") == ("ddim", 0.25, "0.25")
     assert parse_sampler("sigma-hat") == ("sigma-hat", 0.0, "σ̂")
     assert parse_sampler("ddpm") == ("ddpm", 0.0, "DDPM")
+
+
+def test_a_truncated_cell_is_sampled_again(tiny_digits, tmp_path, capsys):
+    args = ["compare", tiny_digits, "--steps", "2", "--eta", "0", "-n", "4", "--consistency", "0", "--no-progress", "--output", tmp_path / "o"]
+    assert run(args, capsys)[0] == 0
+    cell = tmp_path / "o" / "cells" / "eta0-S2-seed0.npz"
+    good = np.load(cell)["images"]
+    cell.write_bytes(cell.read_bytes()[:40])  # an interrupted copy: a truncated zip
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert "1 cells sampled, 0 reused" in out
+    np.testing.assert_array_equal(np.load(cell)["images"], good)

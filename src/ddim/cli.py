@@ -182,8 +182,20 @@ def _add_optimize_grid(sub) -> None:
     p.set_defaults(func=cmd_optimize_grid)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ddim")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
+    parser.add_argument("--version", action="version", version=f"ddim {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,train-classifier,optimize-grid}")
     _add_train(sub)
     _add_sample(sub)
@@ -245,6 +257,7 @@ def cmd_sample(args) -> int:
     from .generate import check_request, generate, plan
     from .images import save_grid, save_png, save_scatter, to_uint8
     from .models import load
+    from .timesteps import timesteps
 
     if args.num_images < 1:
         raise CliError(f"--num-images must be at least 1, got {args.num_images}")
@@ -267,10 +280,14 @@ def cmd_sample(args) -> int:
     if bar:
         bar.close()
     x0 = result.images
+    grid_steps = choice.timesteps or timesteps(len(m.schedule), choice.steps, choice.spacing, m.schedule.alphas_cumprod).tolist()
     np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=choice.steps, eta=args.eta, method=choice.method,
-                        spacing=choice.spacing, timesteps=np.array(choice.timesteps or []))
+                        spacing=choice.spacing, timesteps=np.array(grid_steps))
     if len(m.sample_shape) == 3:
         grid = save_grid(x0, out / "grid.png")
+        if args.overwrite:  # the replaced run's one-PNG-per-image files would sit stale beside the new samples.npz
+            for stale in (out / "images").glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+                stale.unlink()
         if args.individual:
             for i, pix in enumerate(to_uint8(x0)):
                 save_png(pix, out / "images" / f"{i:06d}.png")
@@ -358,18 +375,22 @@ def cmd_interpolate(args) -> int:
     if args.frames < 2:
         raise CliError(f"--frames must be at least 2, got {args.frames}")
     out = Path(args.output)
-    _check_output(out, ["interpolation.png"], args.overwrite)
     sources = [args.seeds is not None, args.latents is not None, args.images is not None or args.dataset is not None]
     if sum(sources) > 1:
         raise CliError("give one source of the two end points: --seeds, --latents, or images (--images / --dataset)")
+    z = x0 = None
     if args.seeds is not None:
-        z = torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(s)) for s in args.seeds])
+        from .generate import image_seeds, noise
+
+        z, _ = noise(m.sample_shape, image_seeds(2, seeds=args.seeds))
     elif args.latents is not None:
         z = _read_latents(Path(args.latents), m, args.index)
     else:
         x0 = _inputs(args, m, 2, pick=args.index)
         if len(x0) != 2:
             raise CliError(f"interpolation needs exactly two images, got {len(x0)}")
+    _check_output(out, ["interpolation.png"], args.overwrite)  # every input checked: only now is anything written
+    if z is None:
         with torch.no_grad():
             z = invert(m.model, m.schedule, x0, progress=not args.no_progress, **kwargs)
     path = slerp(z[0], z[1], torch.linspace(0, 1, args.frames))

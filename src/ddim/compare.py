@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import sys
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -133,8 +134,11 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
         raise ValueError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     m = load(cfg.model, device=cfg.device)
     device = str(next(m.model.parameters()).device)
-    for steps in cfg.steps:
-        check_steps(steps, len(m.schedule))
+    from .generate import plan
+
+    for method, eta, _ in samplers:  # every cell's settings, before the first is sampled
+        for steps in cfg.steps:
+            plan(m, steps=check_steps(steps, len(m.schedule)), eta=eta, method=method, spacing=cfg.spacing)
     if m.num_classes:
         raise ValueError("ddim compare measures unconditional models; this one is class-conditional")
     dataset = cfg.dataset or m.config.get("train", {}).get("dataset") or str(m.config.get("dataset", "")).removesuffix("-train") or None
@@ -222,8 +226,8 @@ def _cached(path: Path, meta: dict):
             if json.loads(str(f["meta"])) != json.loads(json.dumps(meta, sort_keys=True)):
                 return None
             return f["images"], float(f["seconds_per_image"]), float(f["calls_per_image"])
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cell is sampled again
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # a damaged or truncated cell is sampled again
 
 
 def reference_split(dataset: str, choice: str) -> str:

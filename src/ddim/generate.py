@@ -91,7 +91,25 @@ def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "au
             raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
         if guidance != 1 and m.null_class is None:
             raise ValueError("guidance needs a model trained with label dropout; this one has no unconditional mode")
-    return resolve(method, spacing, steps, eta, folder=m.path)
+    choice = resolve(method, spacing, steps, eta, folder=m.path)
+    if choice.steps == 1 and choice.timesteps is None:
+        _check_one_step(m, choice)
+    return choice
+
+
+def _check_one_step(m: LoadedModel, choice: Choice) -> None:
+    """One step is an image only if it starts from the noisiest level and the model predicts x0 (or v) there."""
+    from .timesteps import timesteps
+
+    T = len(m.schedule)
+    t = int(timesteps(T, 1, choice.spacing, m.schedule.alphas_cumprod)[0])
+    if t < T // 2:
+        raise ValueError(f"one step on the {choice.spacing!r} grid visits only t = {t} and returns the noise almost unchanged; "
+                         "use spacing 'trailing' (it starts at t = T - 1) or more steps")
+    if m.prediction == "eps":
+        scale = m.schedule.alpha_bar(t) ** 0.5
+        raise ValueError(f"one step cannot make an image with this eps-prediction model: its x0 estimate at t = {t} divides the "
+                         f"model's error by sqrt(alpha-bar) = {scale:.2g}; use at least 2 steps")
 
 
 def generate(

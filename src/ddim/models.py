@@ -254,6 +254,8 @@ def load(name_or_path: str | Path = "digits", device: str | torch.device | None 
         raise FileNotFoundError(f"no model folder at {path}; give a folder with model_index.json or one of: {', '.join(SHIPPED)}")
     if not path.is_dir() or not (path / "unet" / "config.json").is_file():
         raise ValueError(f"{path} is not a model folder: expected unet/config.json and scheduler/scheduler_config.json in it")
+    if (path / "model_index.json").is_file():
+        _read_json(path / "model_index.json")  # diffusers reads it: a damaged one must not pass silently
     ours = _read_json(path / "ddim_config.json") if (path / "ddim_config.json").is_file() else {}
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched_cfg = _read_json(sched_file) if sched_file.is_file() else {}

@@ -35,6 +35,8 @@ class Choice:
 
 def recommended(calls: int) -> tuple[str, str]:
     """(method, spacing) that measured best at ``calls`` model calls per sample."""
+    if calls == 1:
+        return "ddim", "trailing"  # one step must start from the noisiest level, t = T - 1 (uniform's one step is t = 0)
     for limit, method, spacing in RECOMMENDED:
         if calls <= limit:
             return method, spacing
