@@ -134,7 +134,10 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
         raise ValueError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     m = load(cfg.model, device=cfg.device)
     device = str(next(m.model.parameters()).device)
-    from .generate import plan
+    from .generate import image_seeds, plan
+
+    for seed in cfg.seeds:
+        image_seeds(cfg.num_images, seeds=[seed * SEED_STRIDE + i for i in range(cfg.num_images)])
 
     for method, eta, _ in samplers:  # every cell's settings, before the first is sampled
         for steps in cfg.steps:

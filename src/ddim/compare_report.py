@@ -119,7 +119,7 @@ def _report(rows: list[dict], cfg, info: dict) -> str:
         "",
         _table(rows, "fd", ".3g"),
         "",
-        f"## KID-{name} × 10³ (lower is better; unbiased, 0 = indistinguishable)",
+        f"## KID-{name} × 10³ (lower is better; 0 = indistinguishable. KID is unbiased, so at small N an entry can dip slightly below 0)",
         "",
         _table(rows, "kid", ".3g", 1e3),
         "",
