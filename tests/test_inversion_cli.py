@@ -119,3 +119,15 @@ def test_invert_bad_arguments(model_folder, tmp_path, capsys):
     assert code == 2 and "unknown --method 'exact'; choose one of ddim, fixed-point" in capsys.readouterr().err
     code = main(["invert", str(model_folder), "--dataset", "moons", "--output", str(tmp_path / "o")])
     assert code == 2 and "moons images are (2,), but the model expects (1, 8, 8)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--iterations", "-1"], "--iterations must be 0 or more, got -1"),
+    (["--spacing", "even"], "unknown --spacing 'even'; choose one of uniform, quadratic"),
+    (["--steps", "0"], "steps must be an integer in 1..1000 (the model's training steps), got 0"),
+    (["-n", "0"], "--num-images must be at least 1, got 0"),
+])
+def test_invert_refuses_bad_settings_before_writing_anything(model_folder, tmp_path, capsys, extra, message):
+    code = main(["invert", str(model_folder), "--dataset", "digits", *extra, "--output", str(tmp_path / "o"), "--no-progress"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
