@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .solvers import Multistep
+from .solvers import DPMSolverPP2M, Multistep
 from .steps import DDIMStep, DDPMStep, HeunStep, SigmaHatStep, Stepper
 
 __all__ = ["Method", "METHODS", "get_method", "INVERSION_METHODS"]
@@ -57,8 +57,8 @@ _ENTRIES = [
     Method("ddim", "generalized DDIM step (eq. 12); eta=0 deterministic ODE solver, eta=1 DDPM-like", DDIMStep, takes_eta=True),
     Method("ddpm", "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain", DDPMStep, stochastic=True),
     Method("sigma-hat", "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)", SigmaHatStep, stochastic=True),
-    Method("dpm++2m", "2nd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 2M family), 1 call/step",
-           _multistep(2), order=2),
+    Method("dpm++2m", "DPM-Solver++(2M) as its authors and k-diffusion write it (x0 linear in lambda, coefficient 1/(2r)), 1 call/step",
+           lambda eta: DPMSolverPP2M(), order=2),
     Method("dpm++3m", "3rd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 3M family), 1 call/step",
            _multistep(3), order=3),
     Method("dpm++2m-sde", "stochastic 2nd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
