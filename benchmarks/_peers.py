@@ -33,13 +33,20 @@ def kdiffusion():
         package.__path__ = list(spec.submodule_search_locations)
         package._ddim_namespace = True
         sys.modules["k_diffusion"] = package
+        stubs = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
         try:
             importlib.import_module("torchvision.transforms.functional")
+            stubs = ()
         except ImportError:
-            for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
-                sys.modules.setdefault(name, types.ModuleType(name))
+            for name in stubs:
+                sys.modules[name] = types.ModuleType(name)
             sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
             sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
+        try:
+            importlib.import_module("k_diffusion.utils")
+        finally:
+            for name in stubs:  # only utils.py's import needed it; others (diffusers) probe for the real one
+                del sys.modules[name]
     return importlib.import_module("k_diffusion.sampling"), importlib.import_module("k_diffusion.external")
 
 

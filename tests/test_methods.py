@@ -8,7 +8,7 @@ import torch
 
 import ddim
 from ddim.methods import METHODS, Method
-from ddim.policy import FITTED_GRID_UP_TO, RECOMMENDED, recommended, resolve
+from ddim.policy import RECOMMENDED, recommended, resolve
 from ddim.sampling import CallCounter
 from ddim.steps import DDIMStep
 
@@ -72,11 +72,16 @@ def test_auto_resolution_rules(tmp_path):
         resolve("unipc", "optimized", 5)
 
 
-def test_auto_uses_a_grid_fitted_to_the_model_folder():
-    m = ddim.load("digits")
-    choice = resolve("auto", "auto", 5, folder=m.path)
-    assert choice.method == "unipc" and choice.spacing == "optimized" and len(choice.timesteps) == 5
-    assert resolve("auto", "auto", FITTED_GRID_UP_TO + 1, folder=m.path).spacing != "optimized"
+def test_auto_uses_a_grid_fitted_to_the_model_folder_for_the_method_it_picks(tmp_path):
+    from ddim.optimized_grid import save_grid
+
+    method, _ = recommended(5)
+    save_grid(tmp_path, method, 5, {"grid": [999, 600, 300, 100, 0]})
+    save_grid(tmp_path, "ddim", 6, {"grid": [999, 700, 500, 300, 100, 0]})  # not the method auto picks at 6 calls
+    choice = resolve("auto", "auto", 5, folder=tmp_path)
+    assert (choice.method, choice.spacing, choice.timesteps) == (method, "optimized", (999, 600, 300, 100, 0))
+    assert resolve("auto", "auto", 6, folder=tmp_path).spacing == recommended(6)[1]
+    assert resolve("auto", "quadratic", 5, folder=tmp_path).spacing == "quadratic"  # an explicit spacing wins
 
 
 # --------------------------------------------------------------------------- generation

@@ -12,15 +12,16 @@ from pathlib import Path
 
 from .methods import METHODS, get_method
 
-__all__ = ["Choice", "resolve", "recommended", "RECOMMENDED", "FITTED_GRID_UP_TO", "AUTO"]
+__all__ = ["Choice", "resolve", "recommended", "RECOMMENDED", "AUTO"]
 
 AUTO = "auto"
 
-# the best method and grid per number of model calls without a fitted grid, from
-# docs/benchmarks/solvers.md (see docs/solvers.md): (max calls, method, spacing), first match wins.
-# Below 8 calls the multistep solvers on the log-SNR grid lost to plain DDIM on the digits model.
-RECOMMENDED = ((7, "ddim", "uniform"), (10**9, "unipc3", "logsnr"))
-FITTED_GRID_UP_TO = 8  # at <= 8 calls a grid fitted to the model (ddim optimize-grid) beat both, when the folder has one
+# the method and grid per number of model calls, from docs/benchmarks/solver-family.md (7 exact mixtures and
+# the digits model; see docs/solvers.md): (max calls, method, spacing), first match wins. At 4-7 calls unipc3 on
+# the DDIM paper's quadratic grid was the best or near it on 7 of the 8 test beds (2 far-apart modes in 128-D
+# is the exception, where every high-order sampler on a coarse grid overshoots); from 8 calls unipc3 on the
+# log-SNR grid was within noise of the best everywhere. 2-3 calls: not measured yet, plain DDIM.
+RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (10**9, "unipc3", "logsnr"))
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
     """Turn 'auto' / 'optimized' into a concrete method, spacing and grid.
 
     - ``method="auto"``: ``steps`` counts model calls. With eta != 0, DDIM (the only method eta applies to).
-      Otherwise a grid fitted to the model (``folder``/grids.json, unipc) at <= FITTED_GRID_UP_TO calls when
-      ``spacing`` is auto too, else the ``RECOMMENDED`` method; ``spacing="auto"`` takes its grid.
+      Otherwise the ``RECOMMENDED`` method; with ``spacing="auto"`` a grid fitted to the model for that method
+      and step count (``folder``/grids.json, ``ddim optimize-grid``) where one exists, else the table's grid.
     - an explicit method with ``spacing="auto"``: the DDIM paper's uniform grid.
     - ``spacing="optimized"``: the grid fitted for (method, steps) in ``folder``/grids.json.
     """
@@ -58,15 +59,15 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
         if eta != 0:
             method = "ddim"
         else:
-            if spacing == AUTO and folder is not None and steps <= FITTED_GRID_UP_TO:
+            method, best = recommended(steps)
+            steps = METHODS[method].steps_for(steps)
+            if spacing == AUTO and folder is not None:
                 from .optimized_grid import load_grid
 
                 try:
-                    return Choice("unipc", "optimized", steps, tuple(load_grid(folder, "unipc", steps)))
+                    return Choice(method, "optimized", steps, tuple(load_grid(folder, method, steps)))
                 except ValueError:
-                    pass  # no fitted grid in the folder: the table's choice
-            method, best = recommended(steps)
-            steps = METHODS[method].steps_for(steps)
+                    pass  # no grid fitted for this method and step count: the table's grid
             spacing = best if spacing == AUTO else spacing
     if spacing == AUTO:
         spacing = "uniform"

@@ -8,6 +8,9 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
                collisions pushed apart so that no step repeats (the official code's grid has only
                49 distinct steps at S = 50).
 - "linspace":  round(linspace(0, T - 1, S)), reversed: both ends visited; S = 1 gives [T - 1].
+- "time-quadratic": round((T - 1) (i / (S - 1))^2), collisions pushed apart: quadratic in time over the
+               whole range (DPM-Solver's "time_quadratic"), so unlike "quadratic" it starts at t = T - 1
+               (the DDIM paper's grid starts at 0.8 T, where x_T ~ N(0, I) is not yet the marginal).
 - "trailing":  round(T - i * T / S) - 1, i = 0..S-1, in exact integer arithmetic (ties round up):
                starts at T - 1 (Lin et al. 2023, Table 2); exactly S steps (diffusers' float
                version gives S + 1 steps ending at -1 for some S).
@@ -34,7 +37,7 @@ from .schedule import NoiseSchedule, lambda_of
 
 __all__ = ["SPACINGS", "timesteps", "check_timesteps"]
 
-SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras")
+SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras", "time-quadratic")
 SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
 KARRAS_RHO = 7.0
 
@@ -50,6 +53,11 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
         ascending = np.arange(S) * (T // S)
     elif spacing == "quadratic":
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
+    elif spacing == "time-quadratic":
+        if S == 1:
+            ascending = np.array([T - 1])
+        else:
+            ascending = _spread(np.round((T - 1) * np.linspace(0.0, 1.0, S) ** 2).astype(np.int64), T)
     elif spacing == "linspace":
         ends = (0, T - 1) if S > 1 else (T - 1, T - 1)  # a single step starts from the noisiest one
         ascending = np.round(np.linspace(*ends, S)).astype(np.int64)

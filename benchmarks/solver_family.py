@@ -1,0 +1,278 @@
+"""Fast samplers on a family of exact-score test beds, against the peers' original code; the regret of ``auto``.
+
+Test beds: Gaussian mixtures with exact scores (``ddim.analytic``), differently shaped on purpose
+(dimension 2 to 256, 2 to 50 modes, sharp to broad components, Dirichlet weights), plus optionally
+shipped models (``--models digits``). Every sampler of a bed starts from the same x_T. Quality is the
+Frechet distance to the true mixture (models: FD-<dataset> against the split ``ddim compare`` uses),
+read against the bed's *common limit*: the FD that unipc3 and dpm++2m reach at 100 calls from that
+x_T (their mean; the ODE's own answer, which no sampler can beat except by luck).
+
+Peers, their original code: k-diffusion's ``sample_dpmpp_2m`` (loaded unchanged, see _peers.py) on its
+own Karras grid (its recommended use) and on our log-SNR grid; diffusers' DPMSolverMultistepScheduler
+and UniPCMultistepScheduler (ports by their authors: bh1 / bh2, lower-order final, default spacing).
+
+    python benchmarks/solver_family.py --out docs/benchmarks                 # mixtures
+    python benchmarks/solver_family.py --models digits --out docs/benchmarks # and the digits model
+
+writes solver-family.csv / .md: every cell, the limit per bed, and the regret table of ``auto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _peers import k_sample
+from _tables import command_line, write_csv
+
+import ddim
+from ddim.metrics import frechet_distance, gaussian_stats
+from ddim.sampling import CallCounter
+
+BUDGETS = (4, 5, 6, 8, 10, 12, 15, 20)
+BEDS = {  # name -> GaussianMixture.random arguments
+    "64-D, 10 modes (our oracle)": dict(dim=64, modes=10, seed=0),
+    "2-D, 8 sharp modes": dict(dim=2, modes=8, seed=1, spread=1.0, scale=(0.02, 0.1)),
+    "16-D, 5 modes": dict(dim=16, modes=5, seed=2),
+    "64-D, 50 sharp modes": dict(dim=64, modes=50, seed=3, spread=0.3, scale=(0.01, 0.05)),
+    "256-D, 20 broad modes": dict(dim=256, modes=20, seed=4, spread=0.5, scale=(0.1, 0.5)),
+    "128-D, 2 far modes": dict(dim=128, modes=2, seed=5, spread=1.5, scale=(0.02, 0.2)),
+    "8-D, 3 unequal modes": dict(dim=8, modes=3, seed=6, spread=1.0, scale=(0.05, 0.5)),
+}
+OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("ddim", "logsnr"), ("dpm++2m", "logsnr"), ("dpm++2m", "quadratic"),
+        ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc3", "logsnr"), ("unipc3", "quadratic"), ("unipc3", "time-quadratic"),
+        ("unipc3", "trailing")]
+
+
+def ours(method: str, spacing: str):
+    def run(model, sched, x_T, calls):
+        return ddim.sample(model, sched, x_T, steps=ddim.METHODS[method].steps_for(calls), method=method, spacing=spacing)
+
+    return run
+
+
+def auto(model, sched, x_T, calls):
+    return ddim.sample(model, sched, x_T, steps=calls, method="auto", spacing="auto")
+
+
+def kdiff(grid: str):
+    def run(model, sched, x_T, calls):
+        if grid == "karras":  # k-diffusion's recommended grid: rho 7 between the model's sigma_min and sigma_max
+            ks, _ = __import__("_peers").kdiffusion()
+            ab = sched.alphas_cumprod.to(x_T.dtype)
+            s = ((1 - ab) / ab).sqrt()
+            sigmas = ks.get_sigmas_karras(calls, s[0].item(), s[-1].item(), device="cpu").to(x_T.dtype)
+            return _k_on_sigmas(ks, model, sched, x_T, sigmas)
+        return k_sample("dpmpp_2m", model, sched, x_T, ddim.timesteps(len(sched), calls, "logsnr", sched.alphas_cumprod))
+
+    return run
+
+
+def _k_on_sigmas(ks, model, sched, x_T, sigmas):
+    from _peers import kdiffusion
+
+    _, ke = kdiffusion()
+    denoiser = ke.DiscreteEpsDDPMDenoiser(model, sched.alphas_cumprod.to(x_T.dtype), quantize=True)
+    return ks.sample_dpmpp_2m(denoiser, x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas, disable=True)
+
+
+def diffusers_run(kind: str, **options):
+    def run(model, sched, x_T, calls):
+        import diffusers
+
+        base = dict(num_train_timesteps=len(sched), beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+        s = (diffusers.DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++", **options) if kind == "dpm"
+             else diffusers.UniPCMultistepScheduler(**base, **options))
+        s.set_timesteps(calls)
+        x = x_T
+        for t in s.timesteps:
+            x = s.step(model(x, torch.as_tensor(t).long().expand(len(x))), t, x).prev_sample
+        return x
+
+    return run
+
+
+SAMPLERS = {
+    "ours auto": auto,
+    **{f"ours {m} ({sp})": ours(m, sp) for m, sp in OURS},
+    "k-diffusion dpmpp_2m (karras)": kdiff("karras"),
+    "k-diffusion dpmpp_2m (our logsnr)": kdiff("logsnr"),
+    "diffusers DPM++ 2M": diffusers_run("dpm", solver_order=2),
+    "diffusers DPM++ 2M karras": diffusers_run("dpm", solver_order=2, use_karras_sigmas=True),
+    "diffusers DPM++ 3M": diffusers_run("dpm", solver_order=3),
+    "diffusers UniPC bh2": diffusers_run("unipc", solver_order=2, solver_type="bh2"),
+    # as configured by default (final_sigmas_type="zero") diffusers' bh1 returns NaN here: B(h) = h is infinite on the step to sigma = 0
+    "diffusers UniPC bh1": diffusers_run("unipc", solver_order=2, solver_type="bh1"),
+    "diffusers UniPC-3 bh2": diffusers_run("unipc", solver_order=3, solver_type="bh2"),
+}
+
+
+def _score(score, x) -> float:
+    """The bed's FD, or inf where a sampler diverged (NaN/inf samples, or a covariance that cannot be decomposed)."""
+    if not torch.isfinite(x).all():
+        return float("inf")
+    try:
+        return float(score(x))
+    except np.linalg.LinAlgError:
+        return float("inf")
+
+
+def run_bed(name: str, model, sched, x_T, score, budgets, noise: float) -> list[dict]:
+    limits = [score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]
+    limit = float(np.mean(limits))
+    print(f"{name}: limit {limit:.5f} (unipc3 {limits[0]:.5f}, dpm++2m {limits[1]:.5f})", flush=True)
+    rows = []
+    for sampler, run in SAMPLERS.items():
+        for calls in budgets:
+            counter = CallCounter(model)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                x = run(counter, sched, x_T, calls)
+            value = _score(score, x)
+            rows.append(dict(bed=name, sampler=sampler, calls=calls, model_calls=counter.calls, value=value, limit=limit,
+                             excess=value - limit, noise=noise, seconds=time.perf_counter() - t0))
+        print(f"  {sampler:36s} " + " ".join(f"{r['excess']:+.4f}" for r in rows[-len(budgets):]), flush=True)
+    return rows
+
+
+def mixtures(args) -> list[dict]:
+    sched = ddim.NoiseSchedule.linear(1000)
+    rows = []
+    for name, kw in BEDS.items():
+        mixture = ddim.analytic.GaussianMixture.random(**kw)
+        mu, cov = mixture.mean.numpy(), mixture.covariance.numpy()
+        x_T = torch.randn(args.samples, mixture.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        score = lambda x: frechet_distance(*gaussian_stats(x), mu, cov)  # noqa: E731
+        noise = float(np.std([score(mixture.sample(args.samples, torch.Generator().manual_seed(50 + i))) for i in range(5)]))
+        rows += run_bed(name, mixture.denoiser(sched), sched, x_T, score, args.calls, noise)
+    return rows
+
+
+def model_beds(args) -> list[dict]:
+    from ddim.compare import reference_split
+    from ddim.features import features_for_dataset
+    from ddim.metrics import reference_features
+
+    rows = []
+    for name in args.models:
+        m = ddim.load(name)
+        dataset = m.config.get("train", {}).get("dataset", name)
+        net = features_for_dataset(dataset)
+        mu_r, cov_r = gaussian_stats(reference_features(dataset, net, reference_split(dataset, "auto")))
+        x_T = torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(i)) for i in range(args.images)])
+        score = lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu_r, cov_r)  # noqa: E731
+        from ddim.data import load_dataset
+
+        real = load_dataset(dataset, split="train").data
+        draws = [real[torch.randperm(len(real), generator=torch.Generator().manual_seed(i))[: args.images]] for i in range(5)]
+        noise = float(np.std([score(d) for d in draws]))  # FD's spread over draws of real images of the same count
+        rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.calls, noise)
+    return rows
+
+
+def regret_table(rows: list[dict], budgets) -> list[str]:
+    """Per bed and budget: auto's excess over the limit, the best of ours, the best peer's, and auto / best peer."""
+    beds = list(dict.fromkeys(r["bed"] for r in rows))
+    cell = {(r["bed"], r["sampler"], r["calls"]): r["excess"] for r in rows}
+    lines = ["| bed | " + " | ".join(f"{c} calls" for c in budgets) + " |", "|---|" + "---:|" * len(budgets)]
+    for bed in beds:
+        parts = []
+        for c in budgets:
+            a = cell[(bed, "ours auto", c)]
+            peer = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c and not s.startswith("ours"))
+            best = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c)
+            parts.append(f"{a:+.4f} / {best:+.4f} / {peer:+.4f}")
+        lines.append(f"| {bed} | " + " | ".join(parts) + " |")
+    return lines
+
+
+def policy_table(rows: list[dict], budgets) -> tuple[list[str], dict]:
+    """For each budget, our (method, spacing) with the smallest worst-case regret over the beds.
+
+    Regret on a bed = max(0, excess - best - 2 noise) / scale: best is the smallest excess of any sampler (ours or
+    a peer's) at that budget, noise the bed's FD sampling noise (the spread of FD over 5 sets of exact draws or real
+    images of the same count; differences within it are ties),
+    and scale the excess of plain DDIM on the paper's uniform grid at the smallest budget (so 1 = the whole error
+    of the DDIM paper's sampler at 4 calls). Scale-free: a 2-D bed weighs as much as a 256-D one."""
+    beds = list(dict.fromkeys(r["bed"] for r in rows))
+    cell = {(r["bed"], r["sampler"], r["calls"]): r["excess"] for r in rows}
+    noise = {r["bed"]: r.get("noise", 0.0) for r in rows}
+    candidates = [f"ours {m} ({sp})" for m, sp in OURS if any(r["sampler"] == f"ours {m} ({sp})" for r in rows)]
+    scale = {b: cell[(b, "ours ddim (uniform)", min(budgets))] for b in beds}
+    lines = ["| calls | choice | worst regret (bed) | mean regret | runner-up (worst) |", "|---:|---|---|---:|---|"]
+    chosen = {}
+    for c in budgets:
+        scored = []
+        for k in candidates:
+            regrets = []
+            for b in beds:
+                best = min(v for (bb, _s, cc), v in cell.items() if bb == b and cc == c)
+                regrets.append((max(0.0, cell[(b, k, c)] - best - 2 * noise[b]) / scale[b], b))
+            worst = max(regrets)
+            scored.append((round(worst[0], 4), float(np.mean([r for r, _ in regrets])), k, worst[1]))
+        scored.sort()
+        (w, mean, k, bed), runner = scored[0], scored[1]
+        chosen[c] = k
+        lines.append(f"| {c} | {k} | {w:.3f} ({bed}) | {mean:.3f} | {runner[2]} ({runner[0]:.3f}) |")
+    return lines, chosen
+
+
+def write_markdown(args, rows) -> None:
+    lines = [command_line("solver_family.py"), "",
+             f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
+             f"{args.samples} samples per mixture cell, float64.", "",
+             "Each entry: FD above the bed's common limit (FD of unipc3 and dpm++2m at 100 calls from the same x_T, their mean). "
+             "Lower is better; a slightly negative entry is a lucky coarse solution, within noise.", "",
+             "## Regret of `auto`: auto / best of all / best peer (FD above the limit)", ""]
+    lines += regret_table(rows, args.calls)
+    noise = {r["bed"]: r.get("noise", 0.0) for r in rows}
+    policy, _ = policy_table(rows, args.calls)
+    lines += ["", "## The most robust of our samplers per budget", "",
+              "Regret on a bed = max(0, excess - best excess of any sampler - 2 x the bed's FD noise) / (excess of plain DDIM on the "
+              "uniform grid at the smallest budget): 0 = as good as the best available there (within noise). The choice minimises "
+              "the worst bed. FD noise per bed (std over 5 sets of exact draws, or of real images for a model): "
+              + ", ".join(f"{b} {v:.4f}" for b, v in noise.items()) + ".", ""]
+    lines += policy
+    for bed in dict.fromkeys(r["bed"] for r in rows):
+        limit = next(r["limit"] for r in rows if r["bed"] == bed)
+        lines += ["", f"## {bed} (limit {limit:.4f})", "", "| sampler | " + " | ".join(map(str, args.calls)) + " |", "|---|" + "---:|" * len(args.calls)]
+        for sampler in SAMPLERS:
+            vals = {r["calls"]: r["excess"] for r in rows if r["bed"] == bed and r["sampler"] == sampler}
+            lines.append(f"| {sampler} | " + " | ".join(f"{vals[c]:+.4f}" for c in args.calls) + " |")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", type=int, default=2000, help="samples per mixture cell")
+    p.add_argument("--models", nargs="*", default=[], help="shipped models or folders as extra test beds (e.g. digits)")
+    p.add_argument("--images", type=int, default=500, help="images per model cell")
+    p.add_argument("--calls", type=int, nargs="+", default=list(BUDGETS))
+    p.add_argument("--skip-mixtures", action="store_true")
+    p.add_argument("--name", default="solver-family")
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    p.add_argument("--render", action="store_true", help="only rewrite NAME.md from an existing NAME.csv")
+    args = p.parse_args()
+    if args.render:
+        rows = read_csv(args.out / f"{args.name}.csv")
+        args.calls = sorted({r["calls"] for r in rows})
+    else:
+        rows = ([] if args.skip_mixtures else mixtures(args)) + model_beds(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, args.out / f"{args.name}.csv")
+    write_markdown(args, rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with path.open() as f:
+        return [{k: (int(v) if k in ("calls", "model_calls") else float(v) if k not in ("bed", "sampler") else v) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+
+
+if __name__ == "__main__":
+    main()
