@@ -42,9 +42,9 @@ BEDS = {  # name -> GaussianMixture.random arguments
     "128-D, 2 far modes": dict(dim=128, modes=2, seed=5, spread=1.5, scale=(0.02, 0.2)),
     "8-D, 3 unequal modes": dict(dim=8, modes=3, seed=6, spread=1.0, scale=(0.05, 0.5)),
 }
-OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("ddim", "logsnr"), ("dpm++2m", "logsnr"), ("dpm++2m", "quadratic"),
-        ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc3", "logsnr"), ("unipc3", "quadratic"), ("unipc3", "time-quadratic"),
-        ("unipc3", "trailing")]
+OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("dpm++2m", "logsnr"), ("dpm++2m", "quadratic"), ("dpm++2m", "linspace"),
+        ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc", "linspace"), ("unipc3", "logsnr"), ("unipc3", "quadratic"),
+        ("unipc3", "time-quadratic"), ("unipc3", "linspace")]
 
 
 def ours(method: str, spacing: str):
@@ -101,7 +101,6 @@ SAMPLERS = {
     "k-diffusion dpmpp_2m (karras)": kdiff("karras"),
     "k-diffusion dpmpp_2m (our logsnr)": kdiff("logsnr"),
     "diffusers DPM++ 2M": diffusers_run("dpm", solver_order=2),
-    "diffusers DPM++ 2M karras": diffusers_run("dpm", solver_order=2, use_karras_sigmas=True),
     "diffusers DPM++ 3M": diffusers_run("dpm", solver_order=3),
     "diffusers UniPC bh2": diffusers_run("unipc", solver_order=2, solver_type="bh2"),
     # as configured by default (final_sigmas_type="zero") diffusers' bh1 returns NaN here: B(h) = h is infinite on the step to sigma = 0
@@ -121,6 +120,7 @@ def _score(score, x) -> float:
 
 
 def run_bed(name: str, model, sched, x_T, score, budgets, noise: float) -> list[dict]:
+    budgets = list(budgets)
     limits = [score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]
     limit = float(np.mean(limits))
     print(f"{name}: limit {limit:.5f} (unipc3 {limits[0]:.5f}, dpm++2m {limits[1]:.5f})", flush=True)
@@ -169,7 +169,7 @@ def model_beds(args) -> list[dict]:
         real = load_dataset(dataset, split="train").data
         draws = [real[torch.randperm(len(real), generator=torch.Generator().manual_seed(i))[: args.images]] for i in range(5)]
         noise = float(np.std([score(d) for d in draws]))  # FD's spread over draws of real images of the same count
-        rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.calls, noise)
+        rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.model_calls or args.calls, noise)
     return rows
 
 
@@ -181,6 +181,9 @@ def regret_table(rows: list[dict], budgets) -> list[str]:
     for bed in beds:
         parts = []
         for c in budgets:
+            if (bed, "ours auto", c) not in cell:
+                parts.append("—")
+                continue
             a = cell[(bed, "ours auto", c)]
             peer = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c and not s.startswith("ours"))
             best = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c)
@@ -201,7 +204,7 @@ def policy_table(rows: list[dict], budgets) -> tuple[list[str], dict]:
     cell = {(r["bed"], r["sampler"], r["calls"]): r["excess"] for r in rows}
     noise = {r["bed"]: r.get("noise", 0.0) for r in rows}
     candidates = [f"ours {m} ({sp})" for m, sp in OURS if any(r["sampler"] == f"ours {m} ({sp})" for r in rows)]
-    scale = {b: cell[(b, "ours ddim (uniform)", min(budgets))] for b in beds}
+    scale = {b: cell[(b, "ours ddim (uniform)", min(c for (bb, _s, c) in cell if bb == b))] for b in beds}
     lines = ["| calls | choice | worst regret (bed) | mean regret | runner-up (worst) |", "|---:|---|---|---:|---|"]
     chosen = {}
     for c in budgets:
@@ -209,6 +212,8 @@ def policy_table(rows: list[dict], budgets) -> tuple[list[str], dict]:
         for k in candidates:
             regrets = []
             for b in beds:
+                if (b, k, c) not in cell:
+                    continue
                 best = min(v for (bb, _s, cc), v in cell.items() if bb == b and cc == c)
                 regrets.append((max(0.0, cell[(b, k, c)] - best - 2 * noise[b]) / scale[b], b))
             worst = max(regrets)
@@ -220,7 +225,23 @@ def policy_table(rows: list[dict], budgets) -> tuple[list[str], dict]:
     return lines, chosen
 
 
+def current_auto(rows: list[dict]) -> list[dict]:
+    """The "ours auto" rows as the library's current table (ddim.policy.recommended) picks: the row of the chosen
+    candidate where it was measured, so the regret table follows the code even when the table changed after a run."""
+    from ddim.policy import recommended
+
+    by = {(r["bed"], r["sampler"], r["calls"]): r for r in rows}
+    out = []
+    for r in rows:
+        if r["sampler"] == "ours auto":
+            method, spacing = recommended(r["calls"])
+            r = {**by.get((r["bed"], f"ours {method} ({spacing})", r["calls"]), r), "sampler": "ours auto"}
+        out.append(r)
+    return out
+
+
 def write_markdown(args, rows) -> None:
+    rows = current_auto(rows)
     lines = [command_line("solver_family.py"), "",
              f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
              f"{args.samples} samples per mixture cell, float64.", "",
@@ -232,7 +253,7 @@ def write_markdown(args, rows) -> None:
     policy, _ = policy_table(rows, args.calls)
     lines += ["", "## The most robust of our samplers per budget", "",
               "Regret on a bed = max(0, excess - best excess of any sampler - 2 x the bed's FD noise) / (excess of plain DDIM on the "
-              "uniform grid at the smallest budget): 0 = as good as the best available there (within noise). The choice minimises "
+              "uniform grid at the bed's smallest budget): 0 = as good as the best available there (within noise). The choice minimises "
               "the worst bed. FD noise per bed (std over 5 sets of exact draws, or of real images for a model): "
               + ", ".join(f"{b} {v:.4f}" for b, v in noise.items()) + ".", ""]
     lines += policy
@@ -241,7 +262,7 @@ def write_markdown(args, rows) -> None:
         lines += ["", f"## {bed} (limit {limit:.4f})", "", "| sampler | " + " | ".join(map(str, args.calls)) + " |", "|---|" + "---:|" * len(args.calls)]
         for sampler in SAMPLERS:
             vals = {r["calls"]: r["excess"] for r in rows if r["bed"] == bed and r["sampler"] == sampler}
-            lines.append(f"| {sampler} | " + " | ".join(f"{vals[c]:+.4f}" for c in args.calls) + " |")
+            lines.append(f"| {sampler} | " + " | ".join(f"{vals[c]:+.4f}" if c in vals else "—" for c in args.calls) + " |")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -251,6 +272,7 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=[], help="shipped models or folders as extra test beds (e.g. digits)")
     p.add_argument("--images", type=int, default=500, help="images per model cell")
     p.add_argument("--calls", type=int, nargs="+", default=list(BUDGETS))
+    p.add_argument("--model-calls", type=int, nargs="+", default=None, help="budgets for the model beds (default: --calls)")
     p.add_argument("--skip-mixtures", action="store_true")
     p.add_argument("--name", default="solver-family")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))

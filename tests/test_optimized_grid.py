@@ -48,7 +48,7 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
     assert code == 2 and "grids are fitted for deterministic methods; 'ddpm' is stochastic" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (5, "unipc3", "quadratic"), (12, "unipc3", "logsnr")])
+@pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (5, "unipc3", "quadratic"), (10, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, steps, method, spacing):
     import numpy as np
 

@@ -16,12 +16,13 @@ __all__ = ["Choice", "resolve", "recommended", "RECOMMENDED", "AUTO"]
 
 AUTO = "auto"
 
-# the method and grid per number of model calls, from docs/benchmarks/solver-family.md (7 exact mixtures and
-# the digits model; see docs/solvers.md): (max calls, method, spacing), first match wins. At 4-7 calls unipc3 on
-# the DDIM paper's quadratic grid was the best or near it on 7 of the 8 test beds (2 far-apart modes in 128-D
-# is the exception, where every high-order sampler on a coarse grid overshoots); from 8 calls unipc3 on the
-# log-SNR grid was within noise of the best everywhere. 2-3 calls: not measured yet, plain DDIM.
-RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (10**9, "unipc3", "logsnr"))
+# the method and grid per number of model calls, from docs/benchmarks/solver-family.md (7 exact mixtures, the
+# digits and Fashion-MNIST models; see docs/solvers.md): (max calls, method, spacing), first match wins.
+# 4-7 calls: unipc3 on the DDIM paper's quadratic grid was the best or near it on 7 of the 9 test beds (not on
+# 2 far-apart modes in 128-D, nor on Fashion-MNIST, where grids starting at t = T-1 win). 8-12: unipc3 on the
+# time-quadratic grid, better than on log-SNR on 8 of 9 beds at 8 calls. From 15 every good choice ties.
+# 2-3 calls: not measured yet, plain DDIM.
+RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
 @dataclass(frozen=True)
