@@ -109,11 +109,12 @@ def test_a_damaged_weights_file_is_named_in_one_line(model_folder, tmp_path, cap
     assert not (tmp_path / "o").exists()
 
 
-def test_an_invalid_config_file_is_named(model_folder, tmp_path, capsys):
+@pytest.mark.parametrize("name, text", [("ddim_config.json", "{not json"), ("model_index.json", "[1, 2"), ("unet/config.json", "")])
+def test_an_invalid_json_file_of_a_model_folder_is_named(model_folder, tmp_path, capsys, name, text):
     _copy_model(model_folder, tmp_path / "m")
-    (tmp_path / "m" / "ddim_config.json").write_text("{not json")
+    (tmp_path / "m" / name).write_text(text)
     code, _, err = run(["info", tmp_path / "m"], capsys)
-    assert code == 2 and err.startswith(f"ddim info: error: {tmp_path / 'm' / 'ddim_config.json'} is not valid JSON (")
+    assert code == 2 and err.startswith(f"ddim info: error: {tmp_path / 'm' / name} is not valid JSON (")
 
 
 def test_invert_and_interpolate_refuse_a_vector_model(tmp_path, capsys):
@@ -195,13 +196,6 @@ def test_interpolate_writes_nothing_when_its_input_is_bad(model_folder, tmp_path
     code, _, err = run(["interpolate", model_folder, "--latents", tmp_path / "none.npz", "--output", tmp_path / "o", "--no-progress"], capsys)
     assert code == 2 and err.strip() == f"ddim interpolate: error: no latent file {tmp_path / 'none.npz'}"
     assert not (tmp_path / "o").exists()
-
-
-def test_a_damaged_model_index_is_named(model_folder, tmp_path, capsys):
-    _copy_model(model_folder, tmp_path / "m")
-    (tmp_path / "m" / "model_index.json").write_text("[1, 2")
-    code, _, err = run(["info", tmp_path / "m"], capsys)
-    assert code == 2 and err.startswith(f"ddim info: error: {tmp_path / 'm' / 'model_index.json'} is not valid JSON (")
 
 
 def test_argument_errors_answer_before_the_model_loads(model_folder, tmp_path, capsys, monkeypatch):
