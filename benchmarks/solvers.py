@@ -132,7 +132,8 @@ def oracle(args) -> tuple[list[dict], float, float]:
         r = optimize_grid(model, sched, c, "unipc", fit, check, progress=False)
         GRIDS[("oracle", "unipc", c)] = r["grid"]
         print(f"oracle fitted grid S={c}: {r['grid']} (check error {r['check_loss_logsnr']:.4g} -> {r['check_loss']:.4g})", flush=True)
-    rows = [measure(n, r, model, sched, x_T, c, score) | {"bed": "oracle"} for n, r in SAMPLERS.items() for c in args.calls]
+    names = [n for n in SAMPLERS if not args.samplers or n in args.samplers]
+    rows = [measure(n, SAMPLERS[n], model, sched, x_T, c, score) | {"bed": "oracle"} for n in names for c in args.calls]
     return rows, float(np.mean(floors)), float(np.std(floors))
 
 
@@ -208,7 +209,7 @@ def write_markdown(args, rows, floor, floor_sd) -> None:
     if args.skip_oracle:
         lines = lines[:4]
     else:
-        lines += steps_table(names, args.calls, lambda n, c: _fmt(cell[("oracle", n, c)]["value"], ".4f"))
+        lines += steps_table([n for n in names if ("oracle", n, args.calls[0]) in cell], args.calls, lambda n, c: _fmt(cell[("oracle", n, c)]["value"], ".4f"))
     if any(r["bed"] == "model" for r in rows):
         used = [n for n in names if ("model", n, args.calls[0]) in cell]
         lines += ["", f"## Model {args.model!r} ({BED[-1]})", ""]
