@@ -242,7 +242,11 @@ def current_auto(rows: list[dict]) -> list[dict]:
 
 def write_markdown(args, rows) -> None:
     rows = current_auto(rows)
-    lines = [command_line("solver_family.py"), "",
+    head = command_line("solver_family.py")
+    if args.render:  # the numbers come from the run that wrote the CSV: keep its command, say how this page was redrawn
+        old = (args.out / f"{args.name}.md").read_text().splitlines()[0] if (args.out / f"{args.name}.md").is_file() else ""
+        head = f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
+    lines = [head, "",
              f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
              f"{args.samples} samples per mixture cell, float64.", "",
              "Each entry: FD above the bed's common limit (FD of unipc3 and dpm++2m at 100 calls from the same x_T, their mean). "
