@@ -69,9 +69,14 @@ def check_request(n: int, *, seed: int = 0, seeds: Sequence[int] | None = None, 
     if spacing not in ("auto", "optimized", *SPACINGS):
         raise ValueError(f"unknown spacing {spacing!r}; choose one of auto, optimized, {', '.join(SPACINGS)}")
     check_eta(eta, method)
-    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
-        raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
+    if guidance is not None:
+        _check_guidance_scale(guidance)
     return seeds
+
+
+def _check_guidance_scale(guidance: float) -> None:
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
 
 
 def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "auto", spacing: str = "auto",
@@ -87,8 +92,7 @@ def plan(m: LoadedModel, *, steps: int = 50, eta: float = 0.0, method: str = "au
     if guidance is not None:
         if not m.num_classes:
             raise ValueError("guidance needs a class-conditional model (ddim train --conditional); this one has no classes")
-        if not (math.isfinite(guidance) and guidance >= 0):
-            raise ValueError(f"the guidance scale must be a finite number >= 0 (1 = no guidance), got {guidance}")
+        _check_guidance_scale(guidance)
         if guidance != 1 and m.null_class is None:
             raise ValueError("guidance needs a model trained with label dropout; this one has no unconditional mode")
     choice = resolve(method, spacing, steps, eta, folder=m.path)
