@@ -34,7 +34,7 @@ from .compare_report import plot_metrics, write_csv, write_report
 from .features import FeatureNet
 from .images import from_pixels, to_pixels
 from .metrics import frechet_distance, gaussian_stats, kernel_distance, precision_recall, reference_features
-from .sampling import check_eta, check_steps
+from .sampling import check_eta
 
 __all__ = ["CompareConfig", "compare", "parse_sampler", "SEED_STRIDE"]
 
@@ -141,7 +141,7 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
 
     for method, eta, _ in samplers:  # every cell's settings, before the first is sampled
         for steps in cfg.steps:
-            plan(m, steps=check_steps(steps, len(m.schedule)), eta=eta, method=method, spacing=cfg.spacing)
+            plan(m, steps=steps, eta=eta, method=method, spacing=cfg.spacing)
     if m.num_classes:
         raise ValueError("ddim compare measures unconditional models; this one is class-conditional")
     dataset = cfg.dataset or m.config.get("train", {}).get("dataset") or str(m.config.get("dataset", "")).removesuffix("-train") or None
