@@ -116,7 +116,8 @@ def _diffusers_scheduler_config(schedule: NoiseSchedule, prediction: str) -> dic
     return out
 
 
-def _schedule_from_diffusers(cfg: dict) -> NoiseSchedule:
+def schedule_from_diffusers(cfg: dict) -> NoiseSchedule:
+    """The noise schedule a diffusers scheduler config describes (betas, beta_schedule, zero terminal SNR)."""
     T = int(cfg.get("num_train_timesteps", 1000))
     if cfg.get("trained_betas") is not None:
         schedule = NoiseSchedule.from_betas(cfg["trained_betas"])
@@ -262,7 +263,7 @@ def load(name_or_path: str | Path = "digits", device: str | torch.device | None 
     if "schedule" in ours:
         schedule = NoiseSchedule.from_config(ours["schedule"])
     elif sched_cfg:
-        schedule = _schedule_from_diffusers(sched_cfg)
+        schedule = schedule_from_diffusers(sched_cfg)
     else:
         raise ValueError(f"{path} has no scheduler/scheduler_config.json, so its noise schedule is unknown")
     prediction = ours.get("prediction") or _PRED_FROM_DIFFUSERS.get(sched_cfg.get("prediction_type", "epsilon"))
