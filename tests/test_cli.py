@@ -209,3 +209,16 @@ def test_argument_errors_answer_before_the_model_loads(model_folder, tmp_path, c
                          (["--guidance", "-1"], "the guidance scale must be a finite number >= 0"), (["--seed", "-99999999999999999999"], "seeds must lie in")]:
         code, _, err = run(["sample", model_folder, *bad, "--output", tmp_path / "o", "--no-progress"], capsys)
         assert code == 2 and message in err, err
+
+
+def test_threads_sets_torch_threads_and_refuses_nonsense(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["info", "digits", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["sample", "--threads", bad])
+        assert exit_.value.code == 2 and f"--threads must be a positive integer, got '{bad}'" in capsys.readouterr().err

@@ -205,7 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_train_classifier(sub)
     _add_optimize_grid(sub)
+    for command in sub.choices.values():
+        command.add_argument("--threads", type=_threads, default=None,
+                             help="CPU threads for torch (default: torch's choice, which honours OMP_NUM_THREADS); on a busy machine 1 can be "
+                                  "much faster than oversubscribed cores")
     return parser
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be a positive integer, got {text!r}")
+    return n
 
 
 # --------------------------------------------------------------------------- commands
@@ -510,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (CliError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
