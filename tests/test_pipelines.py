@@ -229,3 +229,21 @@ def test_the_docs_editing_example_runs(capsys):
     block = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "tiny_text_pipeline()" in b)
     exec(compile(block, "docs/pipelines.md", "exec"), {})
     assert "torch.Size([1, 3, 16, 16])" in capsys.readouterr().out
+
+
+def test_invert_warns_when_the_pipeline_would_not_decode_it(digits_pipe, digits):
+    digits_pipe.scheduler = Scheduler.from_config(digits_pipe.stock_config, method="unipc3")
+    with pytest.warns(UserWarning, match="regenerate the image only under DDIM with eta = 0"):
+        invert(digits_pipe, digits[:1], steps=3, method="ddim")
+
+
+def test_a_pipelines_own_timesteps_argument_sets_the_grid(text_pipe):
+    text_pipe.scheduler = Scheduler.from_config(text_pipe.stock_config, method="unipc")
+    x_T = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    got = text_pipe("a cat", latents=x_T, timesteps=[901, 601, 301, 1], guidance_scale=1.0, output_type="latent").images
+    assert text_pipe.scheduler.levels == [901, 601, 301, 1]
+    cond = text_pipe.encode_prompt("a cat", "cpu", 1, False)[0]
+    with torch.no_grad():
+        want = ddim.sample(GuidedUNet(text_pipe.unet, cond), schedule_from_diffusers(dict(text_pipe.stock_config)), x_T,
+                           timesteps=[901, 601, 301, 1], method="unipc")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)

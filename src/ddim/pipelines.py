@@ -277,6 +277,11 @@ def invert(
     schedule = schedule_from_diffusers(config)
     if spacing is None:
         spacing = config.get("spacing", "uniform") if isinstance(scheduler, Scheduler) else "uniform"
+    if isinstance(scheduler, Scheduler) and (config.get("method") != "ddim" or config.get("eta")):
+        import warnings
+
+        warnings.warn(f"the pipeline samples with method={config.get('method')!r}, eta={config.get('eta')}: the latents regenerate the image only "
+                      "under DDIM with eta = 0; set pipe.scheduler = Scheduler.from_config(pipe.scheduler.config, method='ddim')", stacklevel=2)
     x0 = _encode(pipe, image)
     model = GuidedUNet(unet)
     if getattr(pipe, "text_encoder", None) is not None:
