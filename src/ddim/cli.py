@@ -11,6 +11,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+GRID_IMAGES = 1024  # grid.png shows at most the first this many images
+
+
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
@@ -74,6 +77,10 @@ def _add_sample(sub) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale for a conditional model (1 = conditional model alone, the default)")
     p.add_argument("--output", default="ddim-samples", help="output folder (default ddim-samples)")
     p.add_argument("--individual", action="store_true", help="also write one PNG per image to OUTPUT/images/")
+    p.add_argument("--shard-size", type=int, default=1000,
+                   help="images per shard (default 1000): shards are written to OUTPUT/shards/ as they finish, a rerun with the same settings "
+                        "resumes, and under accelerate launch each process takes every N-th shard")
+    p.add_argument("--keep-shards", action="store_true", help="keep OUTPUT/shards/ after samples.npz is written")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -265,8 +272,25 @@ def _check_output(folder: Path, names: list[str], overwrite: bool) -> None:
     ensure_writable_dir(folder)
 
 
+def _processes(device: str | None):
+    """(rank, world size, barrier, device): one process, or the group ``accelerate launch`` started."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, (lambda: None), device
+    import torch
+    from accelerate import PartialState
+
+    # without an accelerator (or with --device cpu), cpu=True lets the launched processes form a gloo group
+    state = PartialState(cpu=device == "cpu" or not (torch.cuda.is_available() or torch.backends.mps.is_available()))
+    # accelerate says "cpu:0"; a model moved to cpu:0 computes a batch of one differently (float32 rounding) from one on "cpu"
+    own = "cpu" if state.device.type == "cpu" else state.device
+    return state.process_index, state.num_processes, state.wait_for_everyone, (device or own)
+
+
 def cmd_sample(args) -> int:
+    import shutil
+
     import numpy as np
+    import torch
 
     from .generate import check_request, generate, plan
     from .images import save_grid, save_png, save_scatter, to_uint8
@@ -277,28 +301,60 @@ def cmd_sample(args) -> int:
         raise CliError(f"--num-images must be at least 1, got {args.num_images}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.shard_size < 1:
+        raise CliError(f"--shard-size must be at least 1, got {args.shard_size}")
     sampler = dict(steps=args.steps, eta=args.eta, method=args.method, spacing=args.spacing)
     check_request(args.num_images, seed=args.seed, batch_size=args.batch_size, guidance=args.guidance, **sampler)  # before the model loads
-    m = load(args.model, device=args.device)
+    rank, world, barrier, device = _processes(args.device)
+    m = load(args.model, device=device)
     choice = plan(m, **sampler, class_label=args.class_label, guidance=args.guidance)  # every check before anything is written
-    out = Path(args.output)
+    grid_steps = list(choice.timesteps or timesteps(len(m.schedule), choice.steps, choice.spacing, m.schedule.alphas_cumprod).tolist())
+    out, n, size = Path(args.output), args.num_images, args.shard_size
+    shards = out / "shards"
     _check_output(out, ["grid.png", "samples.npz"] + (["images"] if args.individual else []), args.overwrite)
+    run = dict(model=str(m.path), num_images=n, seed=args.seed, method=choice.method, spacing=choice.spacing, timesteps=grid_steps, eta=args.eta,
+               class_label=args.class_label, guidance=args.guidance, shard_size=size, batch_size=args.batch_size)
+    if not args.overwrite and (shards / "run.json").is_file():
+        try:
+            saved = json.loads((shards / "run.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            saved = None
+        if saved != run:
+            diff = sorted(k for k in run if saved is None or saved.get(k) != run[k])
+            raise CliError(f"{shards} holds the shards of a different run (differs in: {', '.join(diff)}); pass the same settings to resume it, "
+                           "or --overwrite, or another --output")
+    barrier()
+    if rank == 0:
+        if args.overwrite and shards.exists():
+            shutil.rmtree(shards)
+        shards.mkdir(parents=True, exist_ok=True)
+        (shards / "run.json").write_text(json.dumps(run, indent=1))
+    barrier()
+    count = -(-n // size)
+    mine = [j for j in range(count) if j % world == rank and not (shards / f"{j:06d}.npz").is_file()]  # a rerun skips finished shards
     bar = None
-    if not args.no_progress:
+    if not args.no_progress and rank == 0 and mine:
         from tqdm.auto import tqdm
 
-        batches = -(-args.num_images // args.batch_size)
+        batches = sum(-(-(min(n, (j + 1) * size) - j * size) // args.batch_size) for j in mine)
         bar = tqdm(total=batches * choice.steps, desc=f"{choice.method} S={choice.steps} ({choice.spacing})", unit="step", dynamic_ncols=True)
-    result = generate(m, args.num_images, seed=args.seed, batch_size=args.batch_size, **sampler, class_label=args.class_label,
-                      guidance=args.guidance, on_step=(lambda k: bar.update(1)) if bar else None)
+    for j in mine:
+        lo, hi = j * size, min(n, (j + 1) * size)
+        result = generate(m, hi - lo, seed=args.seed, first=lo, batch_size=args.batch_size, **sampler, class_label=args.class_label,
+                          guidance=args.guidance, on_step=(lambda k: bar.update(1)) if bar else None)
+        tmp = shards / f".{j:06d}.rank{rank}.npz"
+        np.savez(tmp, samples=result.images.numpy())
+        os.replace(tmp, shards / f"{j:06d}.npz")  # atomic: a shard is there whole or not at all
     if bar:
         bar.close()
-    x0 = result.images
-    grid_steps = choice.timesteps or timesteps(len(m.schedule), choice.steps, choice.spacing, m.schedule.alphas_cumprod).tolist()
+    barrier()
+    if rank != 0:
+        return 0
+    x0 = torch.cat([torch.from_numpy(np.load(shards / f"{j:06d}.npz")["samples"]) for j in range(count)])
     np.savez_compressed(out / "samples.npz", samples=x0.numpy(), seed=args.seed, steps=choice.steps, eta=args.eta, method=choice.method,
                         spacing=choice.spacing, timesteps=np.array(grid_steps))
     if len(m.sample_shape) == 3:
-        grid = save_grid(x0, out / "grid.png")
+        grid = save_grid(x0[:GRID_IMAGES], out / "grid.png")
         if args.overwrite:  # the replaced run's one-PNG-per-image files would sit stale beside the new samples.npz
             for stale in (out / "images").glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
                 stale.unlink()
@@ -307,6 +363,8 @@ def cmd_sample(args) -> int:
                 save_png(pix, out / "images" / f"{i:06d}.png")
     else:
         grid = save_scatter(x0, out / "grid.png", title=f"{choice.method} S={choice.steps}")
+    if not args.keep_shards:
+        shutil.rmtree(shards)
     print(grid)
     return 0
 

@@ -131,6 +131,7 @@ def generate(
     guidance: float | None = None,
     device: str | torch.device | None = None,
     on_step: Callable[[int], None] | None = None,
+    first: int = 0,
 ) -> Generated:
     """Draw ``n`` images: image i from seed ``seeds[i]`` (default ``seed + i``), in batches of ``batch_size``.
 
@@ -138,10 +139,12 @@ def generate(
     measured best) and "optimized" (the folder's grids.json). A class-conditional model gets
     ``class_label`` for every image, or labels 0, 1, 2, ... in turn; ``guidance`` is the classifier-free
     guidance scale. ``on_step(k)`` is called after every step with the batch size k (progress bars).
+    ``first``: the images are numbers first .. first + n - 1 of a larger set (a shard): image j gets seed
+    ``seed + j`` and, on a conditional model without ``class_label``, label ``j % classes``.
     """
     from .guidance import Guided
 
-    seeds = check_request(n, seed=seed, seeds=seeds, batch_size=batch_size, steps=steps, eta=eta, method=method, spacing=spacing, guidance=guidance)
+    seeds = check_request(n, seed=seed + first, seeds=seeds, batch_size=batch_size, steps=steps, eta=eta, method=method, spacing=spacing, guidance=guidance)
     choice = plan(m, steps=steps, eta=eta, method=method, spacing=spacing, class_label=class_label, guidance=guidance)
     device = torch.device(device) if device is not None else next(m.model.parameters()).device
     counter = CallCounter(m.model)
@@ -151,7 +154,7 @@ def generate(
         x_T, gens = noise(m.sample_shape, [seeds[i] for i in idx])
         model = counter
         if m.num_classes:
-            labels = torch.tensor([class_label if class_label is not None else i % m.num_classes for i in idx], device=device)
+            labels = torch.tensor([class_label if class_label is not None else (first + i) % m.num_classes for i in idx], device=device)
             model = Guided(counter, labels, 1.0 if guidance is None else guidance, m.null_class)
         t0 = time.perf_counter()
         with torch.inference_mode():
