@@ -76,7 +76,7 @@ METHODS: dict[str, Method] = {m.name: m for m in _ENTRIES}
 
 INVERSION_METHODS: dict[str, str] = {
     "ddim": "plain DDIM inversion: the eta=0 step run towards noise, eps taken at the current point (1 call/step)",
-    "fixed-point": "exact inversion: solves for the point the eta=0 step maps back onto x (Anderson; 1 + iterations calls/step)",
+    "fixed-point": "exact inversion: solves for the point the eta=0 step maps back onto x (type-II Anderson with history; 1 + iterations calls/step)",
 }
 
 

@@ -219,6 +219,7 @@ def invert(
     timesteps: Sequence[int] | Tensor | None = None,
     iterations: int = 3,
     tol: float = 0.0,
+    depth: int = 5,
     callback: Callback | None = None,
     progress: bool = False,
 ) -> Tensor:
@@ -230,9 +231,11 @@ def invert(
       needs eps(z, t) at the unknown z; plain inversion uses eps(x, t) instead, so its round
       trip error shrinks only at first order in the step size. One model call per step.
     - "fixed-point": solves z = G(z), G(z) = the eta = 0 map from x to level t with eps(z, t),
-      i.e. the z from which the sampler's own step lands exactly on x. Starts from the plain
-      step and runs ``iterations`` Anderson-accelerated fixed-point updates (1 + iterations model
-      calls per step; stops early once the update's RMS falls below ``tol``).
+      i.e. the z from which the sampler's own step lands exactly on x. 1 + ``iterations`` model
+      calls per step: G at x (the plain step), then at ``iterations`` Anderson-accelerated
+      iterates (type II, the last ``depth`` residual differences, per image); the step returns
+      the Anderson update computed from the last evaluation. Stops early once every image's
+      residual RMS falls below ``tol`` (0: never).
 
     ``callback(i, t, x_t, x_from)`` per step: the new latent at level t and the point it came from.
     """
@@ -240,6 +243,14 @@ def invert(
         raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(INVERSION_METHODS)}")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth (the Anderson history) must be a positive integer, got {depth!r}")
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise ValueError(f"tol must be a number >= 0 (0: never stop early), got {tol!r}") from None
+    if not tol >= 0 or math.isinf(tol):  # also refuses NaN
+        raise ValueError(f"tol must be a finite number >= 0 (0: never stop early), got {tol}")
     check_prediction(prediction)
     check_batch(x0, "x0")
     T = len(schedule)
@@ -250,6 +261,7 @@ def invert(
     ascending = tau.flip(0)
     x = x0.to(_math_dtype(x0))
     ab_prev = 1.0  # the level x is at: the sampler's step goes from level t to prev, inversion back up
+    calls = 1 + iterations if method == "fixed-point" else 1
     for i in _progress(range(len(ascending)), progress, f"{method} inversion"):
         t = int(ascending[i])
         ab_t = schedule.alpha_bar(t)
@@ -258,9 +270,7 @@ def invert(
             eps, _ = predict(model, z, t, ab_t, prediction, model_dtype=x0.dtype)
             return _ddim_up(x, eps, ab_prev, ab_t)
 
-        z = G(x)  # plain DDIM inversion
-        if method == "fixed-point":
-            z = _anderson(G, z, iterations, tol)
+        z = _anderson(G, x, calls, tol, depth)  # one call: G(x), the plain DDIM inversion step
         if callback is not None:
             callback(i, t, z, x)
         x, ab_prev = z, ab_t
@@ -272,37 +282,59 @@ def _ddim_up(x: Tensor, eps: Tensor, ab_prev: float, ab_t: float) -> Tensor:
     return ddim_step((x - math.sqrt(1 - ab_prev) * eps) / math.sqrt(ab_prev), eps, ab_t)
 
 
-def _anderson(G: Callable[[Tensor], Tensor], z: Tensor, iterations: int, tol: float) -> Tensor:
-    """Anderson-accelerated (depth 1) fixed-point iteration z <- G(z), per sample; ``iterations`` calls of G.
+def _anderson(G: Callable[[Tensor], Tensor], z: Tensor, calls: int, tol: float = 0.0, depth: int = 5) -> Tensor:
+    """Anderson-accelerated fixed-point iteration z <- G(z) from ``z``, per sample; ``calls`` calls of G.
 
-    Safeguarded per sample: the residual |G(z) - z| is sqrt(ab_t / ab_prev) times the error of
-    the sampler's step from z, and each sample returns the iterate with the smallest measured
-    residual, so an overshooting extrapolation (near sharp mode boundaries G need not contract)
-    never makes the answer worse than the plain step. The last call only verifies, so
-    ``iterations=1`` returns the plain step.
+    Type II Anderson mixing with the last ``depth`` differences of iterates and residuals
+    f = G(z) - z: the next iterate is z + f minus the combination of past steps whose residual
+    differences best cancel f (a small least-squares problem per image, in float64). On a
+    linear map this is GMRES on the iterates, so it also converges where the plain iteration
+    does not contract, which is what classifier-free guidance does at the low-noise steps.
+    The first call evaluates G at the starting point, so ``calls=1`` returns G(z), the plain
+    step. The answer is the update computed from the last evaluation (it costs no call and
+    is typically several times closer than the last evaluated iterate); safeguard, per image:
+    where the last evaluation's residual is not the smallest measured, the iterate with the
+    smallest measured residual is returned instead. The residual |G(z) - z| is sqrt(ab_t / ab_from)
+    times the error of the sampler's step from z.
     """
     dims = tuple(range(1, z.dim()))
     shape = (-1,) + (1,) * (z.dim() - 1)
-    best = best_r = g_prev = f_prev = None
-    for _ in range(iterations):
-        g = G(z)
-        f = g - z  # the residual
+    zs: list[Tensor] = []
+    fs: list[Tensor] = []
+    best = best_r = last_is_best = None
+    for _ in range(calls):
+        f = G(z) - z
         r = f.pow(2).mean(dims)
         if best is None:
-            best, best_r = z, r
+            best, best_r, last_is_best = z, r, torch.ones_like(r, dtype=torch.bool)
         else:
-            better = r < best_r
-            best, best_r = torch.where(better.reshape(shape), z, best), torch.where(better, r, best_r)
+            last_is_best = r <= best_r
+            best, best_r = torch.where(last_is_best.reshape(shape), z, best), torch.where(last_is_best, r, best_r)
+        zs, fs = (zs + [z])[-(depth + 1):], (fs + [f])[-(depth + 1):]
+        z = z + f if len(zs) == 1 else _anderson_update(zs, fs)
         if tol > 0 and best_r.max().sqrt().item() < tol:
-            return best
-        if f_prev is None:
-            z_next = g
-        else:  # mix the last two iterates to cancel the residual's component along their difference
-            df = f - f_prev
-            gamma = (f * df).sum(dims, keepdim=True) / df.pow(2).sum(dims, keepdim=True).clamp(min=1e-300)
-            z_next = g - gamma * (g - g_prev)
-        g_prev, f_prev, z = g, f, z_next
-    return z if best is None else best
+            break
+    return torch.where(last_is_best.reshape(shape), z, best)
+
+
+def _anderson_update(zs: list[Tensor], fs: list[Tensor]) -> Tensor:
+    """z_k + f_k - sum_j gamma_j (dz_j + df_j), gamma = argmin |f_k - sum_j gamma_j df_j| per sample.
+
+    Normal equations in float64 on unit-norm columns with a ridge of 1e-13 (relative), so a repeated
+    iterate (df_j = 0) or nearly parallel differences give a finite, near-minimal-norm answer.
+    """
+    B = zs[-1].shape[0]
+    dz = torch.stack([(b - a).reshape(B, -1) for a, b in zip(zs, zs[1:])], -1).double()  # [B, D, n]
+    df = torch.stack([(b - a).reshape(B, -1) for a, b in zip(fs, fs[1:])], -1).double()
+    f = fs[-1].reshape(B, -1, 1).double()
+    norms = df.norm(dim=1, keepdim=True)  # [B, 1, n]
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    q = df / norms
+    gram = q.transpose(1, 2) @ q
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    gamma = torch.linalg.solve(gram + 1e-13 * eye, q.transpose(1, 2) @ f) / norms.transpose(1, 2)
+    step = (f - (dz + df) @ gamma).reshape(zs[-1].shape)
+    return zs[-1] + step.to(zs[-1].dtype)
 
 
 def _check_options(clip_x0: float | None, dynamic_threshold: float | None) -> None:
