@@ -138,3 +138,35 @@ def test_a_truncated_cell_is_sampled_again(tiny_digits, tmp_path, capsys):
     assert code == 0, err
     assert "1 cells sampled, 0 reused" in out
     np.testing.assert_array_equal(np.load(cell)["images"], good)
+
+
+def test_score_agrees_with_compare_on_the_same_images(tiny_digits, tmp_path, capsys):
+    """ddim score on a compare cell's images reports the numbers compare put in results.csv for that cell."""
+    out = tmp_path / "cmp"
+    code, _, err = run(["compare", tiny_digits, "--steps", 3, "-n", 8, "--eta", 0, "--consistency", 0, "--no-progress", "--output", out], capsys)
+    assert code == 0, err
+    (row,) = list(csv.DictReader((out / "results.csv").open()))
+    (cell,) = list((out / "cells").glob("*.npz"))
+    code, stdout, err = run(["score", cell, "--dataset", "digits", "--json"], capsys)
+    assert code == 0, err
+    import json
+
+    got = json.loads(stdout)
+    assert got["num_images"] == 8 and got["features"] == "digits"
+    for key in ("fd", "kid", "precision", "recall"):
+        assert got[key] == pytest.approx(float(row[key]), rel=1e-5, abs=1e-9), key  # the CSV keeps 6 significant digits
+
+
+def test_score_reads_sample_folders_and_refuses_bad_input(tmp_path, capsys):
+    assert main(["sample", "-n", "6", "--steps", "3", "--individual", "--no-progress", "--output", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    from ddim.score import score
+
+    from_npz = score(tmp_path / "s", "digits")
+    from_pngs = score(tmp_path / "s" / "images", "digits")
+    assert from_npz["num_images"] == from_pngs["num_images"] == 6
+    assert from_npz["fd"] == pytest.approx(from_pngs["fd"], rel=1e-6)  # the features see 8-bit images either way
+    code, _, err = run(["score", tmp_path / "nowhere", "--dataset", "digits"], capsys)
+    assert code == 2 and "no samples at" in err
+    code, _, err = run(["score", tmp_path / "s", "--dataset", "fashion-mnist"], capsys)
+    assert code == 2 and "feature network 'fashion-mnist' takes images (1, 28, 28), the samples are (1, 8, 8)" in err

@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # appended to each command (argparse keeps the last value), so the tour takes seconds, not hours
 TINY = {
-    "sample": ["-n", "2"],
+    "sample": ["-n", "4"],  # ddim score needs 4
     "invert": ["-n", "2"],
     "compare": ["-n", "4", "--steps", "2", "--eta", "0", "--consistency", "0", "--seeds", "0"],
     "optimize-grid": ["--images", "4", "--reference-steps", "20"],

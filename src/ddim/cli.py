@@ -127,6 +127,31 @@ def _add_interpolate(sub) -> None:
     p.set_defaults(func=cmd_interpolate)
 
 
+def _add_score(sub) -> None:
+    p = sub.add_parser("score", help="FD / KID / precision / recall of samples against a dataset",
+                       description="Score a samples.npz, a ddim sample output folder, or a folder of PNGs with the same feature network, "
+                                   "reference and metrics as ddim compare.")
+    p.add_argument("samples", help="samples.npz (ddim sample), a compare cell .npz, a ddim sample output folder, or a folder of PNG images")
+    p.add_argument("--dataset", required=True, help="the real data to compare with (e.g. digits, fashion-mnist)")
+    p.add_argument("--features", default=None, help="feature network folder or shipped name (default: the one for --dataset)")
+    p.add_argument("--reference-split", choices=("auto", "train", "test"), default="auto",
+                   help="reference split (default auto: the test split where it is large enough, as ddim compare)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_score)
+
+
+def cmd_score(args) -> int:
+    from .score import score
+
+    result = score(args.samples, args.dataset, features=args.features, reference_split=args.reference_split)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['num_images']} images vs {result['dataset']} {result['split']} split ({result['features']} features): "
+              f"FD {result['fd']:.4g}  KID {result['kid']:.4g}  precision {result['precision']:.3f}  recall {result['recall']:.3f}")
+    return 0
+
+
 def _add_compare(sub) -> None:
     from .compare import DEFAULT_SAMPLERS, DEFAULT_STEPS, CompareConfig
     from .timesteps import SPACINGS
@@ -203,13 +228,14 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
     parser.add_argument("--version", action="version", version=f"ddim {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,train-classifier,optimize-grid}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,score,train-classifier,optimize-grid}")
     _add_train(sub)
     _add_sample(sub)
     _add_invert(sub)
     _add_interpolate(sub)
     _add_info(sub)
     _add_compare(sub)
+    _add_score(sub)
     _add_train_classifier(sub)
     _add_optimize_grid(sub)
     for command in sub.choices.values():

@@ -33,7 +33,7 @@ import torch
 from .compare_report import plot_metrics, write_csv, write_report
 from .features import FeatureNet
 from .images import from_pixels, to_pixels
-from .metrics import frechet_distance, gaussian_stats, kernel_distance, precision_recall, reference_features
+from .metrics import frechet_distance, gaussian_stats, reference_features, sample_metrics
 from .sampling import check_eta
 
 __all__ = ["CompareConfig", "compare", "parse_sampler", "SEED_STRIDE"]
@@ -195,12 +195,8 @@ def compare(cfg: CompareConfig, progress: bool = True, log=print) -> Path:
             pixels, sec, calls = cell
             reused += 1
         images = from_pixels(pixels)
-        feats = net.embed(images)
-        mu, cov = gaussian_stats(feats)
-        kid, _ = kernel_distance(feats, real)
-        prec, rec = precision_recall(real, feats)
         row = dict(sampler=label, method=method, eta=eta, steps=steps, spacing=cfg.spacing, seed=seed, num_images=cfg.num_images,
-                   fd=frechet_distance(mu, cov, mu_r, cov_r), kid=kid, precision=prec, recall=rec, seconds_per_image=sec, calls_per_image=calls)
+                   **sample_metrics(net.embed(images), real, (mu_r, cov_r)), seconds_per_image=sec, calls_per_image=calls)
         if inception is not None:
             mu_i, cov_i = gaussian_stats(inception(images, device=device))
             row["inception_fid"] = frechet_distance(mu_i, cov_i, *ref_inception)
@@ -259,10 +255,7 @@ def _real_baseline(dataset: str, net: FeatureNet, real: np.ndarray, mu_r, cov_r,
         held = held[torch.randperm(len(held), generator=torch.Generator().manual_seed(0))[:n]]
     if len(held) < 4:
         return None
-    feats = net.embed(held)
-    mu, cov = gaussian_stats(feats)
-    prec, rec = precision_recall(real, feats)
-    return dict(split=other, num_images=len(held), fd=frechet_distance(mu, cov, mu_r, cov_r), kid=kernel_distance(feats, real)[0], precision=prec, recall=rec)
+    return dict(split=other, num_images=len(held), **sample_metrics(net.embed(held), real, (mu_r, cov_r)))
 
 
 def _consistency(m, cfg: CompareConfig, out: Path, samplers, device) -> str | None:

@@ -115,3 +115,11 @@ def reference_features(dataset: str, net, split: str = "train", cache_dir: str |
         except OSError:
             pass  # a read-only cache only costs recomputation
     return feats
+
+
+def sample_metrics(feats: np.ndarray, real: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """FD, KID, precision and recall of sample features against real features (what ``ddim compare`` and ``ddim score`` report)."""
+    mu_r, cov_r = real_stats if real_stats is not None else gaussian_stats(real)
+    mu, cov = gaussian_stats(feats)
+    prec, rec = precision_recall(real, feats)
+    return dict(fd=frechet_distance(mu, cov, mu_r, cov_r), kid=kernel_distance(feats, real)[0], precision=prec, recall=rec)
