@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 __all__ = ["PREDICTIONS", "check_prediction", "network_output", "to_eps_x0", "eps_x0_to", "eps_from_x0"]
@@ -43,7 +44,7 @@ def to_eps_x0(out: Tensor, x_t: Tensor, ab: float | Tensor, prediction: str) -> 
                 "alpha-bar is 0 at this step (zero terminal SNR), where an eps-prediction cannot give x0; "
                 "use a v- or x0-prediction model, or a schedule without zero terminal SNR"
             )
-        return out, (x_t - s * out) / a
+        return out, torch.sub(x_t, out, alpha=s).div_(a) if isinstance(out, Tensor) and isinstance(s, float) else (x_t - s * out) / a
     if prediction == "x0":
         return eps_from_x0(out, x_t, ab), out
     if prediction == "v":

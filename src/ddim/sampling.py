@@ -109,7 +109,7 @@ def predict(
     if not isinstance(out, Tensor) or out.shape != x.shape:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"the model must return a tensor shaped like its input {tuple(x.shape)}, got {shape}")
-    if not torch.isfinite(out).all():
+    if not math.isfinite(out.sum(dtype=torch.float64 if out.dtype == torch.float64 else torch.float32).item()):  # NaN and inf survive a sum
         raise ValueError(f"the model returned NaN or inf at step t={t}: its weights may be damaged (a corrupted weights file), "
                          "or a half-precision model overflowed; check the model with finite inputs")
     eps, x0 = to_eps_x0(out.to(x.dtype), x, ab_t, prediction)

@@ -62,6 +62,7 @@ class NoiseSchedule:
         self.betas = betas
         self.name = name
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self._ab = self.alphas_cumprod.tolist()  # Python floats: alpha_bar(t) is called twice per sampler step
         self.config: dict = {"kind": "custom", "betas": betas.tolist()}  # how to rebuild it (see from_config)
 
     @classmethod
@@ -160,9 +161,10 @@ class NoiseSchedule:
 
     def alpha_bar(self, t: int) -> float:
         """alpha-bar at a training step t in -1..T-1, as a Python float; ab(-1) = 1 (no noise)."""
-        if not -1 <= int(t) < len(self):
+        t = int(t)
+        if not -1 <= t < len(self._ab):
             raise ValueError(f"timestep {t} is outside -1..{len(self) - 1}")
-        return 1.0 if t < 0 else float(self.alphas_cumprod[int(t)])
+        return 1.0 if t < 0 else self._ab[t]
 
     def alpha_bar_at(self, t: Tensor | int, like: Tensor) -> Tensor:
         """alpha-bar at steps t [B], shaped to broadcast against ``like`` ([B, 1, 1, ...]), on its device, in

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 __all__ = ["Stepper", "Evaluate", "ddim_sigma", "ddim_step", "ddpm_posterior", "heun_step", "DDIMStep", "DDPMStep", "SigmaHatStep", "HeunStep"]
@@ -48,7 +49,7 @@ def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
 def ddim_step(x0: Tensor, eps: Tensor, ab_prev: float, sigma: float = 0.0, noise: Tensor | None = None) -> Tensor:
     """DDIM eq. 12: sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma * noise (the mean if noise is None)."""
     direction = math.sqrt(max(1.0 - ab_prev - sigma**2, 0.0))
-    x = math.sqrt(ab_prev) * x0 + direction * eps
+    x = torch.add(math.sqrt(ab_prev) * x0, eps, alpha=direction)
     return x if noise is None or sigma == 0 else x + sigma * noise
 
 
@@ -64,8 +65,9 @@ def heun_step(x: Tensor, eps_t: Tensor, eps_prev: Tensor | None, ab_t: float, ab
     it is the Euler step, which is DDIM's eta = 0 step exactly."""
     a_t, a_prev = math.sqrt(ab_t), math.sqrt(ab_prev)
     ds = math.sqrt(1 - ab_prev) / a_prev - math.sqrt(1 - ab_t) / a_t
-    slope = eps_t if eps_prev is None else (eps_t + eps_prev) / 2
-    return a_prev * (x / a_t + ds * slope)
+    if eps_prev is None:
+        return torch.add(x * (a_prev / a_t), eps_t, alpha=a_prev * ds)
+    return torch.add(x * (a_prev / a_t), eps_t + eps_prev, alpha=a_prev * ds / 2)  # the slope is the mean of the two
 
 
 # --------------------------------------------------------------------------- single-step methods
