@@ -276,3 +276,11 @@ def test_resume_refuses_shards_of_another_run(tmp_path, capsys):
     assert code == 2 and "holds the shards of a different run (differs in: seed); pass the same settings to resume it" in err
     assert main(["sample", "-n", "4", "--shard-size", "0", "--output", str(tmp_path / "x")]) == 2
     assert "--shard-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_half_precision_is_refused_on_cpu_with_the_reason(tmp_path, capsys):
+    code = main(["sample", "-n", "2", "--steps", "3", "--dtype", "bfloat16", "--device", "cpu", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dtype bfloat16 is refused on CPU: half-precision networks run slower than float32 there" in err
+    assert not (tmp_path / "o").exists()
+    assert main(["sample", "-n", "2", "--steps", "3", "--dtype", "float32", "--no-progress", "--output", str(tmp_path / "f")]) == 0

@@ -147,6 +147,7 @@ def generate(
     seeds = check_request(n, seed=seed + first, seeds=seeds, batch_size=batch_size, steps=steps, eta=eta, method=method, spacing=spacing, guidance=guidance)
     choice = plan(m, steps=steps, eta=eta, method=method, spacing=spacing, class_label=class_label, guidance=guidance)
     device = torch.device(device) if device is not None else next(m.model.parameters()).device
+    model_dtype = next(m.model.parameters()).dtype  # x_T in the network's dtype (float16 / bfloat16 on CUDA); the sampler's state stays float32
     counter = CallCounter(m.model)
     out, wall = [], 0.0
     for start in range(0, n, batch_size):
@@ -158,7 +159,7 @@ def generate(
             model = Guided(counter, labels, 1.0 if guidance is None else guidance, m.null_class)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            x0 = sample(model, m.schedule, x_T.to(device), steps=choice.steps, eta=eta, spacing=choice.spacing if choice.timesteps is None else "uniform",
+            x0 = sample(model, m.schedule, x_T.to(device, model_dtype), steps=choice.steps, eta=eta, spacing=choice.spacing if choice.timesteps is None else "uniform",
                         method=choice.method, timesteps=choice.timesteps, prediction=m.prediction, generator=gens,
                         callback=(lambda *a, k=len(idx): on_step(k)) if on_step is not None else None)
         if x0.device.type == "cuda":
