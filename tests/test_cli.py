@@ -284,3 +284,13 @@ def test_half_precision_is_refused_on_cpu_with_the_reason(tmp_path, capsys):
     assert code == 2 and "--dtype bfloat16 is refused on CPU: half-precision networks run slower than float32 there" in err
     assert not (tmp_path / "o").exists()
     assert main(["sample", "-n", "2", "--steps", "3", "--dtype", "float32", "--no-progress", "--output", str(tmp_path / "f")]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on CPU needs a C compiler")
+def test_compile_reports_its_time_and_gives_the_same_images(tmp_path, capsys):
+    args = ["sample", "-n", "2", "--steps", "3", "--method", "ddim", "--no-progress"]
+    assert main(args + ["--output", str(tmp_path / "eager")]) == 0
+    assert main(args + ["--compile", "--output", str(tmp_path / "compiled")]) == 0
+    assert "torch.compile (default): " in capsys.readouterr().err
+    np.testing.assert_allclose(_samples(tmp_path / "compiled"), _samples(tmp_path / "eager"), atol=1e-4)
