@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize_grid(sub)
     for command in sub.choices.values():
         command.add_argument("--threads", type=_threads, default=None,
-                             help="CPU threads for torch (default: torch's choice, which honours OMP_NUM_THREADS); on a busy machine 1 can be "
-                                  "much faster than oversubscribed cores")
+                             help="CPU threads for torch (default: torch's choice, which honours OMP_NUM_THREADS); on a busy machine fewer can be "
+                                  "faster (docs/benchmarks/cpu-settings.md)")
     return parser
 
 
