@@ -212,6 +212,25 @@ def test_argument_errors_answer_before_the_model_loads(model_folder, tmp_path, c
         assert code == 2 and message in err, err
 
 
+def test_help_and_argument_errors_answer_without_importing_torch():
+    """The parser is built from torch-free modules (config.py, methods.py): --help and bad arguments answer at once."""
+    probe = ("import sys\nfrom ddim.cli import main\nfor argv in {argv!r}:\n    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "heavy = [m for m in ('torch', 'numpy', 'diffusers') if m in sys.modules]\nassert not heavy, heavy\n")
+    argvs = [["--help"], ["sample", "--help"], ["sample", "--method", "nope"], ["train", "--schedule", "nope"], ["compare", "--spacing", "nope"],
+             ["sample", "--threads", "0"]]
+    r = subprocess.run([sys.executable, "-c", probe.format(argv=argvs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "invalid choice: 'nope'" in r.stderr and "usage: ddim" in r.stdout
+
+
+def test_import_ddim_is_lazy_and_complete():
+    probe = ("import sys, ddim; assert 'torch' not in sys.modules; print(sorted(n for n in ddim.__all__ if not hasattr(ddim, n)))\n"
+             "import ddim.timesteps, ddim.generate  # binding the submodules must not hide the functions of the same names\n"
+             "assert ddim.timesteps(10, 2).tolist() == [5, 0] and ddim.generate.__module__ == 'ddim.generate'\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr + r.stdout
+
+
 def test_threads_sets_torch_threads_and_refuses_nonsense(capsys):
     before = torch.get_num_threads()
     try:

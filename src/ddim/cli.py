@@ -19,8 +19,7 @@ class CliError(Exception):
 
 
 def _add_train(sub) -> None:
-    from .schedule import SCHEDULE_KINDS
-    from .training import TrainConfig
+    from .config import SCHEDULE_KINDS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a DDPM on a dataset", description="Train a DDPM (eps/x0/v objective) with EMA, checkpoints and sample grids.")
@@ -56,8 +55,8 @@ def _add_train(sub) -> None:
 
 
 def _add_sample(sub) -> None:
+    from .config import SPACINGS
     from .methods import METHODS
-    from .timesteps import SPACINGS
 
     p = sub.add_parser("sample", help="generate images from a model", description="Sample a model with DDIM, DDPM or sigma-hat; writes grid.png, samples.npz and optionally one PNG per image.")
     p.add_argument("model", nargs="?", default="digits", help="model folder, or the shipped model's name (default: digits)")
@@ -157,8 +156,7 @@ def cmd_score(args) -> int:
 
 
 def _add_compare(sub) -> None:
-    from .compare import DEFAULT_SAMPLERS, DEFAULT_STEPS, CompareConfig
-    from .timesteps import SPACINGS
+    from .config import DEFAULT_SAMPLERS, DEFAULT_STEPS, SPACINGS, CompareConfig
 
     d = CompareConfig()
     p = sub.add_parser(

@@ -24,13 +24,14 @@ import os
 import platform
 import sys
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .compare_report import plot_metrics, write_csv, write_report
+from .config import CompareConfig
 from .features import FeatureNet
 from .images import from_pixels, to_pixels
 from .metrics import frechet_distance, gaussian_stats, reference_features, sample_metrics
@@ -39,29 +40,7 @@ from .sampling import check_eta
 __all__ = ["CompareConfig", "compare", "parse_sampler", "SEED_STRIDE"]
 
 SEED_STRIDE = 1_000_000  # image i of seed s uses generator seed s * SEED_STRIDE + i
-DEFAULT_STEPS = (10, 20, 50, 100, 1000)
-DEFAULT_SAMPLERS = ("0", "0.2", "0.5", "1", "sigma-hat")
 AUTO_TEST_MIN = 1000  # a test split at least this large is the default reference (digits' 179 are too few)
-
-
-@dataclass
-class CompareConfig:
-    model: str = "digits"
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    samplers: tuple[str, ...] = DEFAULT_SAMPLERS   # DDIM eta values or method names
-    spacing: str = "uniform"
-    num_images: int = 500
-    seeds: tuple[int, ...] = (0,)
-    batch_size: int = 500
-    output: str = "ddim-compare"
-    features: str | None = None      # feature-network folder or shipped name; default: by the model's dataset
-    dataset: str | None = None       # real data for the reference; default: the model's training dataset
-    reference_split: str = "auto"    # "auto": the test split if it has >= AUTO_TEST_MIN images (data the model never saw), else train
-    consistency: int = 8             # latents in consistency.png
-    inception: bool = False
-    device: str | None = None
-    cache_dir: str | None = None
-    command: str = ""                # the command line, for the report
 
 
 def parse_sampler(spec: str) -> tuple[str, float, str]:

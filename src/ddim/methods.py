@@ -3,15 +3,18 @@
 Sampling (sampling.py), grid fitting (optimized_grid.py), the auto policy (policy.py), the CLI and the
 benchmarks read ``METHODS``. To add a method: write its stepper (an object with
 ``step(x, eps, x0, ab_t, ab_prev, evaluate) -> (mean, noise std)``, see steps.py) and add one entry here.
+The steppers are imported when a run starts, so the registry itself loads without torch (the CLI's parser reads it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from .solvers import DPMSolverPP2M, Multistep
-from .steps import DDIMStep, DDPMStep, HeunStep, SigmaHatStep, Stepper
+if TYPE_CHECKING:
+    from .steps import Stepper
 
 __all__ = ["Method", "METHODS", "get_method", "INVERSION_METHODS"]
 
@@ -49,16 +52,21 @@ class Method:
         return self.description
 
 
+def _stepper(name: str) -> Callable[[float], Stepper]:
+    """eta -> ``steps.name(eta)``."""
+    return lambda eta: getattr(import_module(".steps", __package__), name)(eta)
+
+
 def _multistep(order: int, corrector: bool = False, stochastic: bool = False) -> Callable[[float], Stepper]:
-    return lambda eta: Multistep(order, corrector, stochastic)
+    return lambda eta: import_module(".solvers", __package__).Multistep(order, corrector, stochastic)
 
 
 _ENTRIES = [
-    Method("ddim", "generalized DDIM step (eq. 12); eta=0 deterministic ODE solver, eta=1 DDPM-like", DDIMStep, takes_eta=True),
-    Method("ddpm", "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain", DDPMStep, stochastic=True),
-    Method("sigma-hat", "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)", SigmaHatStep, stochastic=True),
+    Method("ddim", "generalized DDIM step (eq. 12); eta=0 deterministic ODE solver, eta=1 DDPM-like", _stepper("DDIMStep"), takes_eta=True),
+    Method("ddpm", "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain", _stepper("DDPMStep"), stochastic=True),
+    Method("sigma-hat", "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)", _stepper("SigmaHatStep"), stochastic=True),
     Method("dpm++2m", "DPM-Solver++(2M) as its authors and k-diffusion write it (x0 linear in lambda, coefficient 1/(2r)), 1 call/step",
-           lambda eta: DPMSolverPP2M(), order=2),
+           lambda eta: import_module(".solvers", __package__).DPMSolverPP2M(), order=2),
     Method("dpm++3m", "3rd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 3M family), 1 call/step",
            _multistep(3), order=3),
     Method("dpm++2m-sde", "stochastic 2nd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
@@ -69,7 +77,7 @@ _ENTRIES = [
            _multistep(2, corrector=True), order=3),
     Method("unipc3", "3rd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 4), 1 call/step",
            _multistep(3, corrector=True), order=4),
-    Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", HeunStep,
+    Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", _stepper("HeunStep"),
            order=2, calls_per_step=2),
 ]
 METHODS: dict[str, Method] = {m.name: m for m in _ENTRIES}

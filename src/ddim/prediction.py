@@ -15,17 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .config import PREDICTIONS, check_prediction
+
 __all__ = ["PREDICTIONS", "check_prediction", "network_output", "to_eps_x0", "eps_x0_to", "eps_from_x0"]
-
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
-
-
-def check_prediction(prediction: str) -> str:
-    """Return ``prediction`` if it is a known type, else raise a ValueError naming the choices."""
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction type {prediction!r}; choose one of {', '.join(PREDICTIONS)}")
-    return prediction
-
 
 def network_output(out: Any) -> Tensor:
     """The tensor a network returned: diffusers' output objects (``.sample``) and tuples are unwrapped."""

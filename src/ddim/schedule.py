@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import SCHEDULE_KINDS
+
 __all__ = ["NoiseSchedule", "SCHEDULE_KINDS", "lambda_of"]
 
-SCHEDULE_KINDS: tuple[str, ...] = ("linear", "scaled_linear", "cosine", "sigmoid")  # the named constructors
 
 
 def lambda_of(ab):

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import SPACINGS
 from .schedule import NoiseSchedule, lambda_of
 
 __all__ = ["SPACINGS", "timesteps", "check_timesteps"]
 
-SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras", "time-quadratic")
 SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
 KARRAS_RHO = 7.0
 
