@@ -114,3 +114,23 @@ def test_shipped_fashion_mnist_model_makes_garments():
     # the classifier trained on real garments is confident on the samples; noise or blobs would not be
     assert probs.max(1).values.mean() > 0.8
     assert len(set(probs.argmax(1).tolist())) >= 5  # several garment classes, not one mode
+
+
+def test_the_narrow_unet_import_gives_diffusers_own_class_and_leaves_diffusers_whole():
+    """models.unet2d_class skips diffusers' unets/transformers package __init__s; afterwards both import in full, with the same class."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from ddim.models import unet2d_class\n"
+        "U = unet2d_class()\n"
+        "assert 'diffusers.models.unets' not in sys.modules and 'diffusers.models.transformers' not in sys.modules\n"
+        "import diffusers.models.unets as unets, diffusers.models.transformers as transformers\n"
+        "from diffusers import UNet2DModel, UNet2DConditionModel, DDPMPipeline\n"
+        "assert U is UNet2DModel is unets.UNet2DModel and UNet2DConditionModel is unets.UNet2DConditionModel\n"
+        "assert hasattr(transformers, 'Transformer2DModel') and hasattr(transformers, 'DualTransformer2DModel')\n"
+        "assert isinstance(DDPMPipeline.from_pretrained(sys.argv[1]).unet, U)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe, str(load("digits").path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
