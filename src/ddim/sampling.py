@@ -96,10 +96,13 @@ def predict(
     model_dtype: torch.dtype | None = None,
     clip_x0: float | None = None,
     dynamic_threshold: float | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Call ``model(x, t)`` and return (eps_hat, x0_hat) in x's dtype; optional x0 clipping re-derives eps."""
+    eps_only: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Call ``model(x, t)`` and return (eps_hat, x0_hat) in x's dtype; optional x0 clipping re-derives eps.
+
+    ``eps_only``: the caller needs eps_hat only; x0_hat is then None where computing it can be skipped."""
     t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    x_in = x if model_dtype is None else x.to(model_dtype)
+    x_in = x if model_dtype is None or model_dtype == x.dtype else x.to(model_dtype)
     try:
         out = network_output(model(x_in, t_batch))
     except RuntimeError as err:  # a shape, dtype or device the network does not take
@@ -112,7 +115,10 @@ def predict(
     if not math.isfinite(out.sum(dtype=torch.float64 if out.dtype == torch.float64 else torch.float32).item()):  # NaN and inf survive a sum
         raise ValueError(f"the model returned NaN or inf at step t={t}: its weights may be damaged (a corrupted weights file), "
                          "or a half-precision model overflowed; check the model with finite inputs")
-    eps, x0 = to_eps_x0(out.to(x.dtype), x, ab_t, prediction)
+    out = out if out.dtype == x.dtype else out.to(x.dtype)
+    if eps_only and prediction == "eps" and clip_x0 is None and dynamic_threshold is None:
+        return out, None
+    eps, x0 = to_eps_x0(out, x, ab_t, prediction)
     if clip_x0 is None and dynamic_threshold is None:
         return eps, x0
     if dynamic_threshold is not None:  # Saharia et al. 2022 (Imagen), sec. 2.3
@@ -194,12 +200,13 @@ def sample(
     x = x_T.to(_math_dtype(x_T))
     options = dict(model_dtype=x_T.dtype, clip_x0=clip_x0, dynamic_threshold=dynamic_threshold)
     stepper = METHODS[method].make(eta)
+    levels = [int(t) for t in tau] + [-1]  # Python ints: indexing a tensor costs microseconds per step
     for i in _progress(range(len(tau)), progress, f"{method} sampling"):
-        t = int(tau[i])
-        t_prev = int(tau[i + 1]) if i + 1 < len(tau) else -1
+        t, t_prev = levels[i], levels[i + 1]
         ab_t, ab_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
         eps, x0 = predict(model, x, t, ab_t, prediction, **options)
-        x, std = stepper.step(x, eps, x0, ab_t, ab_prev, lambda z, t_prev=t_prev, ab_prev=ab_prev: predict(model, z, t_prev, ab_prev, prediction, **options))
+        x, std = stepper.step(x, eps, x0, ab_t, ab_prev,
+                              lambda z, t_prev=t_prev, ab_prev=ab_prev: predict(model, z, t_prev, ab_prev, prediction, eps_only=True, **options)[0])
         if std > 0:
             x = x + std * _randn(x, generator)
         if callback is not None:

@@ -15,7 +15,8 @@ Euler (= DDIM) predictor and a trapezoidal corrector on x / alpha against sigma 
 
 Every method steps through one interface (``Stepper``), so the sampling loop has one branch:
 ``stepper.step(x, eps, x0, ab_t, ab_prev, evaluate)`` returns (the next point's mean, noise std),
-where ``evaluate(z)`` gives (eps_hat, x0_hat) of the model at the target level (Heun's second call).
+where ``evaluate(z)`` gives eps_hat of the model at z at the target level (Heun's second call; x0_hat, when a
+stepper needs it, is (z - sqrt(1 - ab_prev) eps_hat) / sqrt(ab_prev), left to the stepper so nobody pays for it unused).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor
 
 __all__ = ["Stepper", "Evaluate", "ddim_sigma", "ddim_step", "ddpm_posterior", "heun_step", "DDIMStep", "DDPMStep", "SigmaHatStep", "HeunStep"]
 
-Evaluate = Callable[[Tensor], "tuple[Tensor, Tensor]"]
+Evaluate = Callable[[Tensor], Tensor]
 
 
 class Stepper(Protocol):
@@ -63,11 +64,16 @@ def ddpm_posterior(x_t: Tensor, x0: Tensor, ab_t: float, ab_prev: float) -> tupl
 def heun_step(x: Tensor, eps_t: Tensor, eps_prev: Tensor | None, ab_t: float, ab_prev: float) -> Tensor:
     """One Heun step on y = x / alpha against s = sigma / alpha (dy/ds = eps_hat). With ``eps_prev`` None
     it is the Euler step, which is DDIM's eta = 0 step exactly."""
-    a_t, a_prev = math.sqrt(ab_t), math.sqrt(ab_prev)
-    ds = math.sqrt(1 - ab_prev) / a_prev - math.sqrt(1 - ab_t) / a_t
+    scaled, h = _heun_parts(x, ab_t, ab_prev)
     if eps_prev is None:
-        return torch.add(x * (a_prev / a_t), eps_t, alpha=a_prev * ds)
-    return torch.add(x * (a_prev / a_t), eps_t + eps_prev, alpha=a_prev * ds / 2)  # the slope is the mean of the two
+        return scaled.add_(eps_t, alpha=h)
+    return scaled.add_(eps_t, alpha=h / 2).add_(eps_prev, alpha=h / 2)  # the slope is the mean of the two
+
+
+def _heun_parts(x: Tensor, ab_t: float, ab_prev: float) -> tuple[Tensor, float]:
+    """x * alpha_prev / alpha_t (a new tensor) and h = alpha_prev * (s_prev - s_t): the step is scaled + h * slope."""
+    a_t, a_prev = math.sqrt(ab_t), math.sqrt(ab_prev)
+    return x * (a_prev / a_t), a_prev * (math.sqrt(1 - ab_prev) / a_prev - math.sqrt(1 - ab_t) / a_t)
 
 
 # --------------------------------------------------------------------------- single-step methods
@@ -114,6 +120,6 @@ class HeunStep:
     def step(self, x, eps, x0, ab_t, ab_prev, evaluate):
         if ab_prev >= 1.0:
             return x0, 0.0
-        euler = heun_step(x, eps, None, ab_t, ab_prev)
-        eps_prev, _ = evaluate(euler)
-        return heun_step(x, eps, eps_prev, ab_t, ab_prev), 0.0
+        scaled, h = _heun_parts(x, ab_t, ab_prev)  # heun_step's maths, with the shared part computed once
+        eps_prev = evaluate(torch.add(scaled, eps, alpha=h))
+        return scaled.add_(eps, alpha=h / 2).add_(eps_prev, alpha=h / 2), 0.0
