@@ -138,14 +138,19 @@ def run_bed(name: str, model, sched, x_T, score, budgets, noise: float) -> list[
     return rows
 
 
+def mixture_bed(kw: dict, samples: int):
+    """One mixture bed: (the mixture, its x_T of ``samples`` draws, FD to the true mixture as a function of samples)."""
+    mixture = ddim.analytic.GaussianMixture.random(**kw)
+    mu, cov = mixture.mean.numpy(), mixture.covariance.numpy()
+    x_T = torch.randn(samples, mixture.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return mixture, x_T, lambda x: frechet_distance(*gaussian_stats(x), mu, cov)
+
+
 def mixtures(args) -> list[dict]:
     sched = ddim.NoiseSchedule.linear(1000)
     rows = []
     for name, kw in BEDS.items():
-        mixture = ddim.analytic.GaussianMixture.random(**kw)
-        mu, cov = mixture.mean.numpy(), mixture.covariance.numpy()
-        x_T = torch.randn(args.samples, mixture.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-        score = lambda x: frechet_distance(*gaussian_stats(x), mu, cov)  # noqa: E731
+        mixture, x_T, score = mixture_bed(kw, args.samples)
         noise = float(np.std([score(mixture.sample(args.samples, torch.Generator().manual_seed(50 + i))) for i in range(5)]))
         rows += run_bed(name, mixture.denoiser(sched), sched, x_T, score, args.calls, noise)
     return rows
