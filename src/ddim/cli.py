@@ -216,6 +216,18 @@ def _add_optimize_grid(sub) -> None:
     p.set_defaults(func=cmd_optimize_grid)
 
 
+def _add_explore(sub) -> None:
+    p = sub.add_parser("explore", help="a local web page that shows DDIM at work (needs ddim[explore])",
+                       description="Start a local Gradio page with tabs to sample, compare DDIM with DDPM, invert, interpolate and guide "
+                       "the given models; serves http://127.0.0.1:PORT until Ctrl-C. Needs: pip install 'ddim[explore]'.")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model folders or shipped names (default: digits, digits-cond, fashion-mnist)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
+    p.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default; it sends the page through Gradio's servers)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.set_defaults(func=cmd_explore)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -230,7 +242,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddim", description="Diffusion models: train DDPMs, sample them with DDIM/DDPM, inspect model folders.")
     parser.add_argument("--version", action="version", version=f"ddim {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,score,train-classifier,optimize-grid}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,invert,interpolate,info,compare,score,train-classifier,optimize-grid,explore}")
     _add_train(sub)
     _add_sample(sub)
     _add_invert(sub)
@@ -240,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_train_classifier(sub)
     _add_optimize_grid(sub)
+    _add_explore(sub)
     for command in sub.choices.values():
         command.add_argument("--threads", type=_threads, default=None,
                              help="CPU threads for torch (default: torch's choice, which honours OMP_NUM_THREADS); on a busy machine fewer can be "
@@ -629,6 +642,24 @@ def cmd_train_classifier(args) -> int:
     info["command"] = "ddim " + shlex.join(args.argv)
     save_features(net, out, info)
     print(f"held-out accuracy {info['test_accuracy']:.2%} ({info['test_images']} images), training accuracy {info['train_accuracy']:.2%}; wrote {out}")
+    return 0
+
+
+def cmd_explore(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must lie in 0..65535 (0: any free port), got {args.port}")
+    try:
+        import gradio  # noqa: F401
+    except ImportError as err:
+        raise CliError(f"ddim explore needs gradio ({err}): pip install 'ddim[explore]'") from None
+    from .explore_page import launch
+
+    try:
+        launch(args.models or None, host=args.host, port=args.port, share=args.share, device=args.device)
+    except OSError as err:
+        if "port" not in str(err).lower():
+            raise
+        raise CliError(f"cannot serve on {args.host}:{args.port} (taken?); pass another --port, or --port 0 for any free one") from None
     return 0
 
 
