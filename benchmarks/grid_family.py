@@ -8,6 +8,7 @@ every mixture of benchmarks/solver_family.py (same x_T, same limit), with diffus
 ``auto`` choice at 4-7 calls (unipc3 on ``quadratic``) beside them. Entries: FD above the bed's common limit.
 
     python benchmarks/grid_family.py --out docs/benchmarks
+    python benchmarks/grid_family.py --skip-mixtures --models fashion-mnist digits --name grid-family-models --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _tables import command_line, write_csv
-from solver_family import BEDS, SAMPLERS, _score, mixture_bed, ours
+from solver_family import BEDS, SAMPLERS, _score, mixture_bed, model_beds, ours
 
 import ddim
 
@@ -45,6 +46,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--powers", type=float, nargs="+", default=[1.0, 1.5, 2.0, 2.5])
+    ap.add_argument("--models", nargs="*", default=[], help="shipped models as extra beds (FD as in solver-family.md)")
+    ap.add_argument("--images", type=int, default=300, help="images per model cell")
+    ap.add_argument("--skip-mixtures", action="store_true")
+    ap.add_argument("--name", default="grid-family")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = ap.parse_args()
     samplers = {f"ours {m} p={p:g} {'to0' if z else 'open'}": power(m, p, z) for m in ("unipc3", "dpm++2m") for p in args.powers for z in (True, False)}
@@ -52,7 +57,7 @@ def main() -> None:
     samplers["diffusers UniPC bh2"] = SAMPLERS["diffusers UniPC bh2"]
     sched = ddim.NoiseSchedule.linear(1000)
     rows = []
-    for bed, kw in BEDS.items():
+    for bed, kw in ({} if args.skip_mixtures else BEDS).items():
         mixture, x_T, score = mixture_bed(kw, args.samples)
         model = mixture.denoiser(sched)
         limit = float(np.mean([score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]))
@@ -62,12 +67,15 @@ def main() -> None:
                     value = _score(score, run(model, sched, x_T, calls))
                 rows.append(dict(bed=bed, sampler=name, calls=calls, value=value, limit=limit, excess=value - limit))
             print(f"{bed} | {name}: " + " ".join(f"{r['excess']:+.4f}" for r in rows[-len(CALLS):]), flush=True)
+    args.calls, args.model_calls = list(CALLS), None
+    rows += [dict(bed=r["bed"], sampler=r["sampler"], calls=r["calls"], value=r["value"], limit=r["limit"], excess=r["excess"])
+             for r in model_beds(args, samplers)]
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, args.out / "grid-family.csv")
-    lines = ["# A family of time grids on the exact mixtures", "", command_line("grid_family.py"), "",
-             f"{args.samples} samples per cell, float64, the x_T and limits of solver-family.md. Entries: FD above the bed's limit; "
-             "**bold**: the best of our grids for that bed and budget.", ""]
-    for bed in BEDS:
+    write_csv(rows, args.out / f"{args.name}.csv")
+    lines = ["# A family of time grids on the test beds", "", command_line("grid_family.py"), "",
+             f"Mixtures: {args.samples} samples per cell, float64; models: FD of {args.images} images as in solver-family.md; the x_T and "
+             "limits of solver-family.md. Entries: FD above the bed's limit; **bold**: the best of our grids for that bed and budget.", ""]
+    for bed in dict.fromkeys(r["bed"] for r in rows):
         cells = {(r["sampler"], r["calls"]): r["excess"] for r in rows if r["bed"] == bed}
         best = {c: min(v for (s, cc), v in cells.items() if cc == c and s.startswith("ours")) for c in CALLS}
         lines += [f"## {bed} (limit {rows[[r['bed'] for r in rows].index(bed)]['limit']:.4f})", "",
@@ -76,7 +84,7 @@ def main() -> None:
             lines.append(f"| {name} | " + " | ".join((f"**{cells[name, c]:+.4f}**" if cells[name, c] == best[c] else f"{cells[name, c]:+.4f}")
                                                     for c in CALLS) + " |")
         lines.append("")
-    (args.out / "grid-family.md").write_text("\n".join(lines))
+    (args.out / f"{args.name}.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

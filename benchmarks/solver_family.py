@@ -119,13 +119,13 @@ def _score(score, x) -> float:
         return float("inf")
 
 
-def run_bed(name: str, model, sched, x_T, score, budgets, noise: float) -> list[dict]:
+def run_bed(name: str, model, sched, x_T, score, budgets, noise: float, samplers: dict | None = None) -> list[dict]:
     budgets = list(budgets)
     limits = [score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]
     limit = float(np.mean(limits))
     print(f"{name}: limit {limit:.5f} (unipc3 {limits[0]:.5f}, dpm++2m {limits[1]:.5f})", flush=True)
     rows = []
-    for sampler, run in SAMPLERS.items():
+    for sampler, run in (samplers or SAMPLERS).items():
         for calls in budgets:
             counter = CallCounter(model)
             t0 = time.perf_counter()
@@ -156,7 +156,7 @@ def mixtures(args) -> list[dict]:
     return rows
 
 
-def model_beds(args) -> list[dict]:
+def model_beds(args, samplers: dict | None = None) -> list[dict]:
     from ddim.compare import reference_split
     from ddim.features import features_for_dataset
     from ddim.metrics import reference_features
@@ -174,7 +174,8 @@ def model_beds(args) -> list[dict]:
         real = load_dataset(dataset, split="train").data
         draws = [real[torch.randperm(len(real), generator=torch.Generator().manual_seed(i))[: args.images]] for i in range(5)]
         noise = float(np.std([score(d) for d in draws]))  # FD's spread over draws of real images of the same count
-        rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.model_calls or args.calls, noise)
+        rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.model_calls or args.calls, noise,
+                        samplers)
     return rows
 
 

@@ -77,6 +77,10 @@ _ENTRIES = [
            _multistep(2, corrector=True), order=3),
     Method("unipc3", "3rd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 4), 1 call/step",
            _multistep(3, corrector=True), order=4),
+    Method("unipc-bh1", "UniPC-2 as its authors write it: UniP-2 predictor + UniC corrector with B(h) = h, 1 call/step",
+           lambda eta: import_module(".solvers", __package__).UniPC("bh1"), order=3),
+    Method("unipc-bh2", "UniPC-2 as its authors write it: UniP-2 predictor + UniC corrector with B(h) = e^h - 1, 1 call/step",
+           lambda eta: import_module(".solvers", __package__).UniPC("bh2"), order=3),
     Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", _stepper("HeunStep"),
            order=2, calls_per_step=2),
 ]

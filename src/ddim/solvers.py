@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .schedule import lambda_of
 
-__all__ = ["Multistep", "DPMSolverPP2M", "MAX_EXTRAPOLATION", "phi_integral", "sigma_weights", "sde_weights"]
+__all__ = ["Multistep", "DPMSolverPP2M", "UniPC", "MAX_EXTRAPOLATION", "phi", "phi_integral", "sigma_weights", "sde_weights"]
 
 MAX_EXTRAPOLATION = 2.0
 
@@ -156,3 +156,75 @@ class DPMSolverPP2M:
             d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * last[1]
         return (math.sqrt(1 - ab_prev) / math.sqrt(1 - ab_t)) * x + (math.sqrt(ab_prev) * -math.expm1(-h)) * d, 0.0
 
+
+
+def phi(k: int, z: float) -> float:
+    """phi_k(z) = sum_n z^n / (n + k)!  (phi_0 = e^z, phi_{k+1}(z) = (phi_k(z) - 1/k!) / z), accurate near z = 0 too."""
+    if abs(z) < 1.0:  # the series: no cancellation
+        total, term, n = 0.0, 1.0 / math.factorial(k), 0
+        while abs(term) > 1e-18 * max(abs(total), 1e-300):
+            total += term
+            n += 1
+            term *= z / (n + k)
+        return total
+    value = math.exp(z)
+    for j in range(k):
+        value = (value - 1 / math.factorial(j)) / z
+    return value
+
+
+class UniPC:
+    """UniPC-2 (Zhao et al. 2023) as its authors write it, in data prediction: the UniP-2 predictor and the UniC
+    corrector, with B(h) = h ("bh1") or e^h - 1 ("bh2"). In lambda, with h = lambda_prev - lambda_t and the
+    data predictions m (newest m_t, the one before m_1 at r_1 = (lambda_1 - lambda_t) / h < 0):
+
+        predictor  x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^-h) m_t - alpha_prev B(-h) a (m_1 - m_t) / r_1,  a = 1/2
+                   (first-order, i.e. DDIM, on the first step; with bh2 it is DPM-Solver++(2M) exactly)
+        corrector  once the model has been called at the predicted x_prev (no extra call), the same step is redone
+                   with m_prev added: x_prev = ... - alpha_prev B(-h) (c_1 (m_1 - m_t) / r_1 + c_2 (m_prev - m_t)),
+                   c = 1/2 after a first-order predictor, else the solution of [[1, 1], [r_1, 1]] c = (1! phi_2(-h), 2! phi_3(-h)) (-h) / B(-h)
+
+    The step onto alpha-bar 1 is the data prediction itself (first order to sigma = 0, as the authors' code ends
+    with lower-order final steps). Equal to diffusers' UniPCMultistepScheduler (solver_order=2, lower_order_final,
+    final_sigmas_type="zero") on the same grid (tests/test_diffusers_agreement.py).
+    """
+
+    def __init__(self, variant: str = "bh2") -> None:
+        if variant not in ("bh1", "bh2"):
+            raise ValueError(f"unknown UniPC variant {variant!r}; choose bh1 or bh2")
+        self.variant = variant
+        self.history: list[tuple[float, Tensor]] = []  # (lambda, x0_hat), newest first, at most 2
+        self.last: tuple[Tensor, float, float, int] | None = None  # the last predictor step: (x_t, lambda_t, sigma_t, its order)
+
+    def _b(self, h: float) -> float:
+        """B(hh) at hh = -h: -h (bh1) or e^-h - 1 (bh2)."""
+        return -h if self.variant == "bh1" else math.expm1(-h)
+
+    def step(self, x: Tensor, eps: Tensor, x0: Tensor, ab_t: float, ab_prev: float, evaluate=None) -> tuple[Tensor, float]:
+        lam_t, alpha_t, sigma_t = lambda_of(ab_t), math.sqrt(ab_t), math.sqrt(1 - ab_t)
+        if self.last is not None:  # UniC: redo the step that led here through the new data prediction x0
+            x_s, lam_s, sigma_s, order = self.last
+            m_s = self.history[0][1]
+            h = lam_t - lam_s
+            b = self._b(h)
+            if order == 1:
+                correction = 0.5 * (x0 - m_s)
+            else:
+                lam_1, m_1 = self.history[1]
+                r1 = (lam_1 - lam_s) / h
+                b1, b2 = -h * phi(2, -h) / b, -2 * h * phi(3, -h) / b
+                c1 = (b1 - b2) / (1 - r1)
+                correction = (c1 / r1) * (m_1 - m_s) + (b1 - c1) * (x0 - m_s)
+            x = (sigma_t / sigma_s) * x_s + (alpha_t * -math.expm1(-h)) * m_s - (alpha_t * b) * correction
+        self.history = [(lam_t, x0)] + self.history[:1]
+        if ab_prev >= 1.0:
+            return x0, 0.0
+        lam_prev, alpha_prev, sigma_prev = lambda_of(ab_prev), math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
+        h = lam_prev - lam_t
+        order = len(self.history)
+        self.last = (x, lam_t, sigma_t, order)
+        mean = (sigma_prev / sigma_t) * x + (alpha_prev * -math.expm1(-h)) * x0
+        if order == 2:
+            lam_1, m_1 = self.history[1]
+            mean = mean - (alpha_prev * self._b(h) * 0.5 * h / (lam_1 - lam_t)) * (m_1 - x0)
+        return mean, 0.0
