@@ -57,8 +57,13 @@ def _stepper(name: str) -> Callable[[float], Stepper]:
     return lambda eta: getattr(import_module(".steps", __package__), name)(eta)
 
 
+def _solver(name: str, *args) -> Callable[[float], Stepper]:
+    """eta -> ``solvers.name(*args)`` (these methods take no eta)."""
+    return lambda eta: getattr(import_module(".solvers", __package__), name)(*args)
+
+
 def _multistep(order: int, corrector: bool = False, stochastic: bool = False) -> Callable[[float], Stepper]:
-    return lambda eta: import_module(".solvers", __package__).Multistep(order, corrector, stochastic)
+    return _solver("Multistep", order, corrector, stochastic)
 
 
 _ENTRIES = [
@@ -66,7 +71,7 @@ _ENTRIES = [
     Method("ddpm", "ancestral DDPM: posterior mean and variance beta-tilde of the (respaced) chain", _stepper("DDPMStep"), stochastic=True),
     Method("sigma-hat", "DDPM posterior mean with the 'fixed large' noise sqrt(1 - ab_t/ab_prev) (DDIM Table 1)", _stepper("SigmaHatStep"), stochastic=True),
     Method("dpm++2m", "DPM-Solver++(2M) as its authors and k-diffusion write it (x0 linear in lambda, coefficient 1/(2r)), 1 call/step",
-           lambda eta: import_module(".solvers", __package__).DPMSolverPP2M(), order=2),
+           _solver("DPMSolverPP2M"), order=2),
     Method("dpm++3m", "3rd-order multistep exponential integrator in x0 prediction (DPM-Solver++ 3M family), 1 call/step",
            _multistep(3), order=3),
     Method("dpm++2m-sde", "stochastic 2nd-order multistep integrator of the reverse SDE (DDPM noise), 1 call/step",
@@ -78,9 +83,9 @@ _ENTRIES = [
     Method("unipc3", "3rd-order multistep predictor + corrector through the new x0_hat (UniPC family, order 4), 1 call/step",
            _multistep(3, corrector=True), order=4),
     Method("unipc-bh1", "UniPC-2 as its authors write it: UniP-2 predictor + UniC corrector with B(h) = h, 1 call/step",
-           lambda eta: import_module(".solvers", __package__).UniPC("bh1"), order=3),
+           _solver("UniPC", "bh1"), order=3),
     Method("unipc-bh2", "UniPC-2 as its authors write it: UniP-2 predictor + UniC corrector with B(h) = e^h - 1, 1 call/step",
-           lambda eta: import_module(".solvers", __package__).UniPC("bh2"), order=3),
+           _solver("UniPC", "bh2"), order=3),
     Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", _stepper("HeunStep"),
            order=2, calls_per_step=2),
 ]

@@ -35,7 +35,7 @@ from .methods import METHODS
 from .models import _PRED_FROM_DIFFUSERS, schedule_from_diffusers
 from .policy import AUTO, resolve
 from .prediction import network_output, to_eps_x0
-from .sampling import _randn, check_eta, check_generator
+from .sampling import _randn, as_dtype, check_eta, check_generator
 from .sampling import invert as _invert
 from .schedule import _math_dtype
 from .timesteps import SPACINGS, check_timesteps
@@ -50,11 +50,6 @@ class SchedulerOutput(BaseOutput):
 
     prev_sample: Tensor
     pred_original_sample: Tensor | None = None
-
-
-def _as(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``x.to(dtype)`` without the call when it would change nothing (a no-op ``to`` costs about a microsecond a step)."""
-    return x if x.dtype == dtype else x.to(dtype)
 
 
 class _NeedsModel(Exception):
@@ -183,13 +178,13 @@ class Scheduler(SchedulerMixin, ConfigMixin):
         if self._pending is not None:  # Heun's second call: the model at the predictor, level t_prev
             x, eps, x0, ab_t, ab_prev = self._pending
             self._pending = None
-            inner, _ = to_eps_x0(_as(out, x.dtype), _as(x_in, x.dtype), ab_prev, self.prediction)
+            inner, _ = to_eps_x0(as_dtype(out, x.dtype), as_dtype(x_in, x.dtype), ab_prev, self.prediction)
             mean, std = self._stepper.step(x, eps, x0, ab_t, ab_prev, lambda z: inner)
         else:
             t, t_prev = self._level(self._index)
             ab_t, ab_prev = self.schedule.alpha_bar(t), self.schedule.alpha_bar(t_prev)
-            x = _as(sample, _math_dtype(sample))
-            eps, x0 = to_eps_x0(_as(out, x.dtype), x, ab_t, self.prediction)
+            x = as_dtype(sample, _math_dtype(sample))
+            eps, x0 = to_eps_x0(as_dtype(out, x.dtype), x, ab_t, self.prediction)
 
             def evaluate(z: Tensor):
                 raise _NeedsModel(z)
@@ -199,13 +194,13 @@ class Scheduler(SchedulerMixin, ConfigMixin):
             except _NeedsModel as need:  # hand the predictor back; the pipeline calls the model there next
                 self._pending = (x, eps, x0, ab_t, ab_prev)
                 self._index += 1
-                z = _as(need.z, sample.dtype)
+                z = as_dtype(need.z, sample.dtype)
                 return SchedulerOutput(z, None) if return_dict else (z,)
         if std > 0:
             mean = mean + std * _randn(mean, generator)
         self._index += 1
-        prev = _as(mean, sample.dtype)
-        x0_out = None if self._pending else _as(x0, sample.dtype)
+        prev = as_dtype(mean, sample.dtype)
+        x0_out = None if self._pending else as_dtype(x0, sample.dtype)
         return SchedulerOutput(prev, x0_out) if return_dict else (prev,)
 
     def _find(self, timestep: int | Tensor) -> int:
