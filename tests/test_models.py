@@ -116,6 +116,7 @@ def test_shipped_fashion_mnist_model_makes_garments():
     assert len(set(probs.argmax(1).tolist())) >= 5  # several garment classes, not one mode
 
 
+@pytest.mark.slow
 def test_the_narrow_unet_import_gives_diffusers_own_class_and_leaves_diffusers_whole():
     """models.unet2d_class skips diffusers' unets/transformers package __init__s; afterwards both import in full, with the same class."""
     import subprocess
