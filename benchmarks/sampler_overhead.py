@@ -40,6 +40,8 @@ def peers() -> dict:
         "dpm++3m-sde": lambda: dpm(3, "sde-dpmsolver++"),
         "unipc": lambda: d.UniPCMultistepScheduler(**BETAS, solver_order=2),
         "unipc3": lambda: d.UniPCMultistepScheduler(**BETAS, solver_order=3),
+        "unipc-bh1": lambda: d.UniPCMultistepScheduler(**BETAS, solver_order=2, solver_type="bh1"),
+        "unipc-bh2": lambda: d.UniPCMultistepScheduler(**BETAS, solver_order=2, solver_type="bh2"),
         "heun": lambda: d.HeunDiscreteScheduler(**BETAS),
     }
 
