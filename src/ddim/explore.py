@@ -27,8 +27,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from .config import SPACINGS  # noqa: E402
-from .generate import image_seeds, noise, plan  # noqa: E402
-from .guidance import Guided  # noqa: E402
+from .generate import generate, image_seeds, noise, plan  # noqa: E402
 from .images import to_pixels  # noqa: E402
 from .interpolation import slerp  # noqa: E402
 from .methods import METHODS  # noqa: E402
@@ -356,32 +355,21 @@ class Explorer:
 
     def _draw(self, m: LoadedModel, seeds: list[int], tick: Callable, *, steps: int, eta: float = 0.0, method: str = "auto",
               spacing: str = "auto", label: int | None = None, guidance: float | None = None, keep: int = 0) -> Run:
-        """Sample one image per seed (image i from its own generator, as ddim.generate), with each step reported to ``tick``."""
-        with _page_errors():
-            choice = plan(m, steps=steps, eta=eta, method=method, spacing=spacing, class_label=label, guidance=guidance)
-        device = next(m.model.parameters()).device
-        x_T, gens = noise(m.sample_shape, seeds)
-        counter = CallCounter(m.model)
-        model = counter
-        if m.num_classes:  # labels 0, 1, 2, ... in turn where none is given, as ddim sample
-            labels = torch.tensor([label if label is not None else i % m.num_classes for i in range(len(seeds))], device=device)
-            model = Guided(counter, labels, 1.0 if guidance is None else guidance, m.null_class)
+        """``ddim.generate`` for these seeds, each step reported to ``tick``; ``keep``: record x_t and x0_hat of the first images."""
         trail: list[tuple[int, Tensor, Tensor]] = []
-        state = [x_T[:keep]]
+        state: list[Tensor | None] = [None]  # x_t of the first images at the level the next step starts from
 
         def callback(i: int, t: int, x: Tensor, x0: Tensor) -> None:
             if keep:
-                trail.append((t, state[0].float().cpu(), x0[:keep].float().cpu()))
+                before = noise(m.sample_shape, seeds[:keep])[0] if state[0] is None else state[0]
+                trail.append((t, before.float().cpu(), x0[:keep].float().cpu()))
                 state[0] = x[:keep]
             tick()
 
-        t0 = time.perf_counter()
-        with torch.inference_mode(), _page_errors():
-            out = sample(model, m.schedule, x_T.to(device), steps=choice.steps, eta=eta, method=choice.method,
-                         spacing=choice.spacing if choice.timesteps is None else "uniform", timesteps=choice.timesteps,
-                         prediction=m.prediction, generator=gens, callback=callback)
-        seconds = time.perf_counter() - t0
-        return Run(out.float().cpu(), choice.method, choice.spacing, choice.steps, counter.images / len(seeds), seconds, trail)
+        with _page_errors():
+            r = generate(m, len(seeds), seeds=seeds, steps=steps, eta=eta, method=method, spacing=spacing, class_label=label,
+                         guidance=guidance, batch_size=max(1, len(seeds)), callback=callback)
+        return Run(r.images, r.choice.method, r.choice.spacing, r.choice.steps, r.calls, r.seconds, trail)
 
     def _denoiser(self, m: LoadedModel):
         """The model as model(x_t, t): a class-conditional one in its unconditional mode (its null class)."""

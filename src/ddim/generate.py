@@ -132,6 +132,7 @@ def generate(
     device: str | torch.device | None = None,
     on_step: Callable[[int], None] | None = None,
     first: int = 0,
+    callback: Callable[[int, int, Tensor, Tensor], None] | None = None,
 ) -> Generated:
     """Draw ``n`` images: image i from seed ``seeds[i]`` (default ``seed + i``), in batches of ``batch_size``.
 
@@ -141,6 +142,7 @@ def generate(
     guidance scale. ``on_step(k)`` is called after every step with the batch size k (progress bars).
     ``first``: the images are numbers first .. first + n - 1 of a larger set (a shard): image j gets seed
     ``seed + j`` and, on a conditional model without ``class_label``, label ``j % classes``.
+    ``callback(i, t, x_t, x0_hat)``: ``ddim.sample``'s callback, after every step of every batch (the batch's tensors).
     """
     from .guidance import Guided
 
@@ -161,9 +163,23 @@ def generate(
         with torch.inference_mode():
             x0 = sample(model, m.schedule, x_T.to(device, model_dtype), steps=choice.steps, eta=eta, spacing=choice.spacing if choice.timesteps is None else "uniform",
                         method=choice.method, timesteps=choice.timesteps, prediction=m.prediction, generator=gens,
-                        callback=(lambda *a, k=len(idx): on_step(k)) if on_step is not None else None)
+                        callback=_step_callback(callback, on_step, len(idx)))
         if x0.device.type == "cuda":
             torch.cuda.synchronize()
         wall += time.perf_counter() - t0
         out.append(x0.float().cpu())
     return Generated(torch.cat(out), choice, seeds, wall, counter.images / n, float(eta))
+
+
+def _step_callback(callback, on_step, k: int):
+    """``sample``'s per-step callback: the caller's ``callback``, then ``on_step(k)`` (k: the batch's images); None if neither."""
+    if callback is None and on_step is None:
+        return None
+
+    def step(i: int, t: int, x: Tensor, x0: Tensor) -> None:
+        if callback is not None:
+            callback(i, t, x, x0)
+        if on_step is not None:
+            on_step(k)
+
+    return step
