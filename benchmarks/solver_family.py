@@ -54,8 +54,12 @@ def ours(method: str, spacing: str):
     return run
 
 
-def auto(model, sched, x_T, calls):
-    return ddim.sample(model, sched, x_T, steps=calls, method="auto", spacing="auto")
+def auto(model, sched, x_T, calls, folder=None):
+    """``method="auto"`` as ``ddim sample`` runs it: on a model bed with the folder, so a grid fitted to the model is used."""
+    from ddim.policy import resolve
+
+    choice = resolve("auto", "auto", calls, folder=folder)
+    return ddim.sample(model, sched, x_T, steps=choice.steps, method=choice.method, spacing=choice.spacing, timesteps=choice.timesteps)
 
 
 def kdiff(grid: str):
@@ -174,8 +178,11 @@ def model_beds(args, samplers: dict | None = None) -> list[dict]:
         real = load_dataset(dataset, split="train").data
         draws = [real[torch.randperm(len(real), generator=torch.Generator().manual_seed(i))[: args.images]] for i in range(5)]
         noise = float(np.std([score(d) for d in draws]))  # FD's spread over draws of real images of the same count
+        bed_samplers = dict(samplers or SAMPLERS)
+        if "ours auto" in bed_samplers:
+            bed_samplers["ours auto"] = lambda model, sched, x_T, calls, folder=m.path: auto(model, sched, x_T, calls, folder)
         rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.model_calls or args.calls, noise,
-                        samplers)
+                        bed_samplers)
     return rows
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import ddim
+from ddim.timesteps import power_grid, timesteps
 
 
 @pytest.mark.parametrize("spacing", ddim.SPACINGS)
@@ -107,3 +108,24 @@ def test_schedule_spacings_default_to_the_linear_schedule():
     assert ddim.timesteps(1000, 10, "logsnr", cos).tolist() != ddim.timesteps(1000, 10, "logsnr").tolist()
     with pytest.raises(ValueError, match=r"alphas_cumprod has shape \(10,\), expected \(1000,\)"):
         ddim.timesteps(1000, 10, "logsnr", torch.ones(10) * 0.5)
+
+
+@pytest.mark.parametrize("power", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("open_end", [False, True])
+def test_power_grid_starts_at_T_minus_1_with_S_distinct_steps(power, open_end):
+    for S in (1, 2, 5, 15, 50, 1000):
+        g = power_grid(1000, S, power, open_end)
+        assert len(g) == S and g[0] == 999 and all(a > b for a, b in zip(g, g[1:])) and g[-1] >= 0
+        if S > 1 and not open_end:
+            assert g[-1] == 0
+    assert power_grid(1000, 5, 2.0) == timesteps(1000, 5, "time-quadratic").tolist()
+    assert power_grid(1000, 5, 1.0) == timesteps(1000, 5, "linspace").tolist()
+    assert power_grid(1000, 5, 1.0, open_end=True) == [999, 799, 599, 400, 200]  # last call at (T - 1) / S
+    assert power_grid(1000, 5, 3.0, open_end=True)[-1] == round(999 / 125)
+
+
+def test_power_grid_bad_input():
+    with pytest.raises(ValueError, match=r"steps must be an integer in 1\.\.1000 \(the model's training steps\), got 0"):
+        power_grid(1000, 0, 2.0)
+    with pytest.raises(ValueError, match="power must be positive, got -1"):
+        power_grid(1000, 5, -1)

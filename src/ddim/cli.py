@@ -202,9 +202,11 @@ def _add_train_classifier(sub) -> None:
 def _add_optimize_grid(sub) -> None:
     p = sub.add_parser(
         "optimize-grid", help="fit a step grid to a model, method and step count",
-        description="Fit the timestep grid of a deterministic sampler to a model by minimising its error against a fine reference "
-        "solution on a batch of noise; saves it in MODEL/grids.json (for a shipped model: in the user cache, ~/.cache/ddim/grids/NAME) "
-        "for 'ddim sample --spacing optimized'.",
+        description="Fit the timestep grid of a deterministic sampler to a model; saves it in MODEL/grids.json (for a shipped model: in "
+        "the user cache, ~/.cache/ddim/grids/NAME), where 'ddim sample --spacing optimized' and '--method auto' (for the method auto "
+        "picks at that budget, unipc3 from 4 calls) read it. --search coordinate (default) moves one level at a time to minimise the "
+        "error against a fine reference solution on a batch of noise; --search family draws with each grid of a small family "
+        "(polynomial in time, quadratic, logsnr) and keeps the one with the lowest FD against the model's data set.",
     )
     p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
     p.add_argument("--method", default="unipc", help="deterministic method (default unipc)")
@@ -212,6 +214,9 @@ def _add_optimize_grid(sub) -> None:
     p.add_argument("--images", type=int, default=128, help="noise samples in the fitting batch and in the check batch (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fitting batch; the check batch uses seed + 1")
     p.add_argument("--reference-steps", type=int, default=200, help="steps of the fine reference solution (default 200)")
+    p.add_argument("--search", choices=("coordinate", "family"), default="coordinate",
+                   help="coordinate: minimise the error against a reference solution (default); family: lowest FD on the data set")
+    p.add_argument("--dataset", help="--search family: the data set to score against (default: the one the model was trained on)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_optimize_grid)
 
@@ -607,7 +612,7 @@ def cmd_optimize_grid(args) -> int:
     from .files import ensure_writable_dir
     from .methods import get_method
     from .models import load
-    from .optimized_grid import check_fit, grids_file, optimize_grid, save_grid
+    from .optimized_grid import check_fit, grids_file, optimize_grid, pick_grid, save_grid
 
     get_method(args.method)
     if args.images < 2:
@@ -617,9 +622,28 @@ def cmd_optimize_grid(args) -> int:
         raise CliError("optimize-grid fits unconditional models; this one is class-conditional")
     for steps in args.steps:
         check_fit(args.method, steps, args.reference_steps, len(m.schedule))
+    if args.search == "family":
+        score = _data_score(args.dataset or m.config.get("train", {}).get("dataset"), m.sample_shape, args.images)
     ensure_writable_dir(grids_file(m.path).parent)
     fit, check = (torch.randn(args.images, *m.sample_shape, generator=torch.Generator().manual_seed(args.seed + k)) for k in (0, 1))
     for steps in args.steps:
+        if args.search == "family":
+            from .policy import recommended
+            from .timesteps import timesteps
+
+            method, table = recommended(steps)  # the grid auto uses without a fitted one, as the baseline (where auto picks this method)
+            table = table if method == args.method else "logsnr"
+            r = pick_grid(m.model, m.schedule, steps, args.method, fit, check, score, prediction=m.prediction,
+                          baseline=timesteps(len(m.schedule), steps, table, m.schedule.alphas_cumprod).tolist(), progress=not args.no_progress)
+            r["baseline_spacing"], r["command"] = table, "ddim " + " ".join(args.argv)
+            path = save_grid(m.path, args.method, steps, r)
+            best = min(r["fit_scores"], key=r["fit_scores"].get)
+            kept = f"kept the {table} grid ({best} did not beat it by 5% on the check batch)" if r["choice"] != best else (
+                f"kept {best}" + (f" (the {table} grid)" if r["grid"] == r["baseline"] else ""))
+            print(f"{args.method} S={steps}: {kept}: {r['grid']}; FD on the fit batch {r['fit_scores'][best]:.4g} (family worst "
+                  f"{max(r['fit_scores'].values()):.4g}), on the check batch {r['check_score']:.4g} vs the {table} grid's "
+                  f"{r['baseline_check_score']:.4g}; saved in {path}")
+            continue
         r = optimize_grid(m.model, m.schedule, steps, args.method, fit, check, prediction=m.prediction,
                           reference_steps=args.reference_steps, progress=not args.no_progress)
         r["command"] = "ddim " + " ".join(args.argv)
@@ -627,6 +651,27 @@ def cmd_optimize_grid(args) -> int:
         print(f"{args.method} S={steps}: {r['grid']}; error vs reference, fit batch {r['fit_loss_logsnr']:.4g} -> {r['fit_loss']:.4g}, "
               f"check batch {r['check_loss_logsnr']:.4g} -> {r['check_loss']:.4g} (logsnr grid -> fitted); saved in {path}")
     return 0
+
+
+def _data_score(dataset: str | None, shape, images: int):
+    """samples -> FD against ``dataset``'s training split, with the data set's shipped feature network."""
+    from .features import features_for_dataset
+    from .metrics import frechet_distance, gaussian_stats, reference_features
+
+    if not dataset:
+        raise CliError("--search family scores grids by FD against a data set, and this model folder does not say which it was trained on; "
+                       "pass --dataset NAME")
+    if images < 16:
+        raise CliError(f"--search family needs at least 16 --images for an FD, got {images}")
+    try:
+        net = features_for_dataset(dataset)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if tuple(net.image_shape) != tuple(shape):
+        raise CliError(f"the feature network for {dataset!r} takes images {tuple(net.image_shape)}, the model draws {tuple(shape)}; "
+                       "pass the --dataset the model was trained on")
+    mu, cov = gaussian_stats(reference_features(dataset, net, "train"))
+    return lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu, cov)
 
 
 def cmd_train_classifier(args) -> int:

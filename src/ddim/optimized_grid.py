@@ -7,6 +7,13 @@ the first level at T - 1 (where x_T ~ N(0, I) holds), and moves one level at a t
 (coordinate search with step sizes halving from ``start_step``), accepting a move only if the
 loss falls. A second batch (other seeds) checks that the gain is not an artefact of the fit.
 
+``pick_grid`` searches differently: it draws with every grid of a small family (``family_grids``: grids polynomial in
+time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quadratic`` and ``logsnr``) and keeps the
+one with the lowest score, FD against the model's data set in ``ddim optimize-grid --search family``. Which grid wins
+depends on the data more than on the solver (docs/solvers.md: images of clothes and two far-apart modes want calls
+spread evenly in time, tight clusters want them packed near t = 0), and a score on the data is what a user cares
+about; the family keeps the search to a few dozen draws and the choice readable.
+
 Grids are saved in the model folder as ``grids.json``: ``{"unipc": {"10": [999, ...]}, ...}``
 with the fit's losses beside them; ``ddim sample --spacing optimized`` reads them. A model shipped
 inside the package is read-only to the tool: grids fitted to it go to the user cache
@@ -26,9 +33,9 @@ from torch import Tensor
 from .methods import get_method
 from .sampling import sample
 from .schedule import NoiseSchedule, lambda_of
-from .timesteps import nearest_steps, timesteps
+from .timesteps import nearest_steps, power_grid, timesteps
 
-__all__ = ["optimize_grid", "save_grid", "load_grid", "grids_file", "GRIDS_FILE"]
+__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "grids_file", "GRIDS_FILE"]
 
 GRIDS_FILE = "grids.json"
 
@@ -102,6 +109,64 @@ def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: 
     }
 
 
+FAMILY_POWERS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+
+
+def family_grids(schedule: NoiseSchedule, steps: int) -> dict[str, list[int]]:
+    """The candidates of ``pick_grid`` for ``steps`` levels, by name; a grid equal to an earlier one is left out."""
+    T = len(schedule)
+    grids = {}
+    for power in FAMILY_POWERS:
+        for open_end in (False, True):
+            grids[f"time-power {power:g}{' open' if open_end else ''}"] = power_grid(T, steps, power, open_end)
+    for spacing in ("quadratic", "logsnr"):
+        grids[spacing] = timesteps(T, steps, spacing, schedule.alphas_cumprod).tolist()
+    seen, out = set(), {}
+    for name, grid in grids.items():
+        if tuple(grid) not in seen:
+            seen.add(tuple(grid))
+            out[name] = grid
+    return out
+
+
+def pick_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: Tensor, check: Tensor, score, *, prediction: str = "eps",
+              baseline: list[int] | None = None, margin: float = 0.05, progress: bool = True) -> dict:
+    """The grid of ``family_grids`` whose samples from noise batch ``fit`` score lowest (``score``: samples -> float,
+    lower is better, e.g. FD). The winner and ``baseline`` (a grid to compare with, e.g. auto's table grid) are then
+    scored on the ``check`` batch, and the winner is kept only if it beats the baseline there too, by at least ``margin``
+    (a fraction of the baseline's score); else ``grid`` is the baseline and ``choice`` is "baseline". A gain that is
+    only the fit batch's luck, or too small to tell from FD's noise, is not adopted. Returns a dict with
+    ``grid``, ``choice`` (its family name) and every score."""
+    check_fit(method, steps, steps + 1, len(schedule))
+
+    def run(x_T: Tensor, grid: list[int]) -> float:
+        with torch.inference_mode():
+            x = sample(model, schedule, x_T, method=method, prediction=prediction, timesteps=grid)
+        return float(score(x)) if torch.isfinite(x).all() else math.inf
+
+    family = family_grids(schedule, steps)
+    items = _bar(family.items(), progress, desc=f"{steps}-step grids for {method}")
+    scores = {name: run(fit, grid) for name, grid in items}
+    choice = min(scores, key=scores.get)
+    result = {"grid": family[choice], "search": "family", "choice": choice, "fit_scores": scores,
+              "check_score": run(check, family[choice]), "fit_images": len(fit), "check_images": len(check)}
+    if baseline is not None:
+        result.update(baseline=list(baseline), baseline_check_score=run(check, list(baseline)))
+        if list(baseline) != result["grid"] and result["check_score"] > (1 - margin) * result["baseline_check_score"]:  # the fit batch's
+            # winner did not beat the baseline on the check batch by the margin: keep the baseline
+            result.update(grid=list(baseline), choice="baseline")
+    return result
+
+
+def _bar(items, progress: bool, desc: str):
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    return tqdm(items, desc=desc, unit="grid", dynamic_ncols=True)
+
+
 def grids_file(folder: str | Path) -> Path:
     """Where grids fitted to the model in ``folder`` are written: its own grids.json, or for a model shipped
     inside the package (never written to) the user cache's grids/NAME/grids.json."""
@@ -133,15 +198,19 @@ def save_grid(folder: str | Path, method: str, steps: int, result: dict) -> Path
     return path
 
 
-def load_grid(folder: str | Path, method: str, steps: int) -> list[int]:
-    """The grid fitted for (method, steps): the user's (``grids_file``) over the folder's own grids.json."""
+def load_grid(folder: str | Path, method: str, steps: int, adopted_only: bool = False) -> list[int]:
+    """The grid fitted for (method, steps): the user's (``grids_file``) over the folder's own grids.json. With
+    ``adopted_only`` (as ``method="auto"`` reads them), a family search that kept its baseline counts as no grid."""
     own, user = Path(folder) / GRIDS_FILE, grids_file(folder)
     data = _read(own)
     if user != own:
         for m, grids in _read(user).items():
             data.setdefault(m, {}).update(grids)
     try:
-        return data[method][str(steps)]["grid"]
+        entry = data[method][str(steps)]
+        if adopted_only and entry.get("choice") == "baseline":
+            raise KeyError(steps)
+        return entry["grid"]
     except KeyError:
         have = ", ".join(f"{m} S={s}" for m, d in data.items() for s in d) or "none"
         where = own if user == own else f"{own} or {user}"

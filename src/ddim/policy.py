@@ -21,7 +21,10 @@ AUTO = "auto"
 # 4-7 calls: unipc3 on the DDIM paper's quadratic grid was the best or near it on 7 of the 9 test beds (not on
 # 2 far-apart modes in 128-D, nor on Fashion-MNIST, where grids starting at t = T-1 win). 8-12: unipc3 on the
 # time-quadratic grid, better than on log-SNR on 8 of 9 beds at 8 calls. From 15 every good choice ties.
-# 2-3 calls: not measured yet, plain DDIM.
+# 2-3 calls: not measured yet, plain DDIM. No fixed grid is near the best on every bed at 4-5 calls: the grid with the
+# smallest worst-case regret over the mixtures there (time-power 1.25 open, docs/benchmarks/grid-family-unipc3.md) is
+# 7x worse than quadratic on our oracle, so the table keeps quadratic, and a model folder gets grids picked for it by
+# FD (ddim optimize-grid --search family; the shipped Fashion-MNIST model has them for 4-7 calls).
 RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
@@ -50,7 +53,8 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
 
     - ``method="auto"``: ``steps`` counts model calls. With eta != 0, DDIM (the only method eta applies to).
       Otherwise the ``RECOMMENDED`` method; with ``spacing="auto"`` a grid fitted to the model for that method
-      and step count (``folder``/grids.json, ``ddim optimize-grid``) where one exists, else the table's grid.
+      and step count (``folder``/grids.json, ``ddim optimize-grid``) where one exists and was adopted (a family
+      search that kept the table's grid does not count), else the table's grid.
     - an explicit method with ``spacing="auto"``: the DDIM paper's uniform grid.
     - ``spacing="optimized"``: the grid fitted for (method, steps) in ``folder``/grids.json.
     """
@@ -66,7 +70,7 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
                 from .optimized_grid import load_grid
 
                 try:
-                    return Choice(method, "optimized", steps, tuple(load_grid(folder, method, steps)))
+                    return Choice(method, "optimized", steps, tuple(load_grid(folder, method, steps, adopted_only=True)))
                 except ValueError:
                     pass  # no grid fitted for this method and step count: the table's grid
             spacing = best if spacing == AUTO else spacing

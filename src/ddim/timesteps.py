@@ -36,7 +36,7 @@ from torch import Tensor
 from .config import SPACINGS
 from .schedule import NoiseSchedule, lambda_of
 
-__all__ = ["SPACINGS", "timesteps", "check_timesteps"]
+__all__ = ["SPACINGS", "timesteps", "power_grid", "check_timesteps"]
 
 SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
 KARRAS_RHO = 7.0
@@ -69,6 +69,26 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
     else:
         raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return torch.from_numpy(ascending[::-1].copy()).long()
+
+
+def power_grid(T: int, S: int, power: float, open_end: bool = False) -> list[int]:
+    """A grid polynomial in time: t_i = round((T - 1) u_i^power), starting at T - 1, decreasing.
+
+    ``open_end=False``: u_i = (S - 1 - i) / (S - 1), so the last call is at t = 0 (power 1 is "linspace", 2 is
+    "time-quadratic"). ``open_end=True``: u_i = (S - i) / S, so the last call is at (T - 1) S^-power and the final
+    step jumps from there to alpha-bar 1 (as diffusers' schedulers do with ``final_sigmas_type="zero"``): the call at
+    t = 0, whose data prediction barely differs from its input, goes to the range above instead. Collisions near
+    t = 0 (high powers, many steps) are pushed apart, so the grid has exactly S distinct steps.
+    """
+    if isinstance(S, bool) or not isinstance(S, (int, np.integer)) or not 1 <= S <= T:
+        raise ValueError(f"steps must be an integer in 1..{T} (the model's training steps), got {S!r}")
+    if not power > 0:
+        raise ValueError(f"power must be positive, got {power!r}")
+    if S == 1:
+        return [T - 1]
+    u = np.arange(S, 0, -1) / S if open_end else np.arange(S - 1, -1, -1) / (S - 1)
+    ascending = np.round((T - 1) * u[::-1] ** power).astype(np.int64)
+    return _spread(ascending, T)[::-1].tolist()
 
 
 def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
