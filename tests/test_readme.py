@@ -17,7 +17,7 @@ TINY = {
     "sample": ["-n", "4"],  # ddim score needs 4
     "invert": ["-n", "2"],
     "compare": ["-n", "4", "--steps", "2", "--eta", "0", "--consistency", "0", "--seeds", "0"],
-    "optimize-grid": ["--images", "4", "--reference-steps", "20"],
+    "optimize-grid": ["--images", "16", "--reference-steps", "20"],  # 16: the least --search family takes
     "train": ["--steps", "2", "--batch-size", "8", "--sample-every", "0", "--checkpoint-every", "2"],
     "train-resume": ["--steps", "4"],
 }
