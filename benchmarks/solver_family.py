@@ -246,7 +246,8 @@ def current_auto(rows: list[dict]) -> list[dict]:
     by = {(r["bed"], r["sampler"], r["calls"]): r for r in rows}
     out = []
     for r in rows:
-        if r["sampler"] == "ours auto":
+        if r["sampler"] == "ours auto" and not r["bed"].startswith("model "):  # a model bed's auto may use the folder's fitted grids,
+            # which no other row holds: its measured row stays
             method, spacing = recommended(r["calls"])
             r = {**by.get((r["bed"], f"ours {method} ({spacing})", r["calls"]), r), "sampler": "ours auto"}
         out.append(r)
