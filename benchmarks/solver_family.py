@@ -292,6 +292,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, nargs="+", default=list(BUDGETS))
     p.add_argument("--model-calls", type=int, nargs="+", default=None, help="budgets for the model beds (default: --calls)")
     p.add_argument("--skip-mixtures", action="store_true")
+    p.add_argument("--samplers", nargs="+", metavar="NAME", help="run only these rows (names as in the tables, e.g. 'ours auto')")
     p.add_argument("--name", default="solver-family")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     p.add_argument("--render", action="store_true", help="only rewrite NAME.md from an existing NAME.csv")
@@ -300,6 +301,12 @@ def main() -> None:
         rows = read_csv(args.out / f"{args.name}.csv")
         args.calls = sorted({r["calls"] for r in rows})
     else:
+        if args.samplers:
+            unknown = [n for n in args.samplers if n not in SAMPLERS]
+            if unknown:
+                p.error(f"unknown sampler(s) {', '.join(map(repr, unknown))}; choose from {', '.join(map(repr, SAMPLERS))}")
+            for n in [n for n in SAMPLERS if n not in args.samplers]:
+                del SAMPLERS[n]
         rows = ([] if args.skip_mixtures else mixtures(args)) + model_beds(args)
         args.out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, args.out / f"{args.name}.csv")

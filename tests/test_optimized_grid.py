@@ -142,3 +142,12 @@ def test_reference_steps_must_exceed_the_fitted_steps(capsys):
     code = main(["optimize-grid", "digits", "--steps", "5", "--reference-steps", "0", "--no-progress"])
     assert code == 2 and capsys.readouterr().err.strip() == (
         "ddim optimize-grid: error: reference_steps (--reference-steps) must be more than the fitted grid's 5 steps (at most T = 1000 are used), got 0")
+
+
+def test_info_lists_the_grids_auto_would_use(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
+    assert main(["info", "digits"]) == 0
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5\n" in capsys.readouterr().out  # unipc3 at 4, 6-12: the search kept the table's grid
+    save_grid(ddim.load("digits").path, "unipc3", 9, {"grid": [999, 500, 0], "choice": "time-power 2"})  # to the user cache
+    assert main(["info", "digits"]) == 0
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5 9\n" in capsys.readouterr().out

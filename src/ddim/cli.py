@@ -580,6 +580,7 @@ def cmd_info(args) -> int:
         "dataset": m.config.get("dataset"),
         "trained_steps": m.config.get("trained_steps"),
         "batch_size": train.get("batch_size"),
+        "fitted_grids": _fitted_grids(m.path),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -589,6 +590,13 @@ def cmd_info(args) -> int:
             if v is not None:
                 print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _fitted_grids(folder) -> str | None:
+    """'unipc S=5 8; unipc3 S=5': the fitted grids that --method auto / --spacing optimized read (ddim info)."""
+    from .optimized_grid import adopted_grids
+
+    return "; ".join(f"{method} S=" + " ".join(map(str, steps)) for method, steps in adopted_grids(folder).items()) or None
 
 
 def cmd_compare(args) -> int:

@@ -35,7 +35,7 @@ from .sampling import sample
 from .schedule import NoiseSchedule, lambda_of
 from .timesteps import nearest_steps, power_grid, timesteps
 
-__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "grids_file", "GRIDS_FILE"]
+__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "adopted_grids", "grids_file", "GRIDS_FILE"]
 
 GRIDS_FILE = "grids.json"
 
@@ -198,14 +198,32 @@ def save_grid(folder: str | Path, method: str, steps: int, result: dict) -> Path
     return path
 
 
-def load_grid(folder: str | Path, method: str, steps: int, adopted_only: bool = False) -> list[int]:
-    """The grid fitted for (method, steps): the user's (``grids_file``) over the folder's own grids.json. With
-    ``adopted_only`` (as ``method="auto"`` reads them), a family search that kept its baseline counts as no grid."""
+def _merged(folder: str | Path) -> dict:
+    """The folder's own grids.json with the user's (``grids_file``) read over it."""
     own, user = Path(folder) / GRIDS_FILE, grids_file(folder)
     data = _read(own)
     if user != own:
         for m, grids in _read(user).items():
             data.setdefault(m, {}).update(grids)
+    return data
+
+
+def adopted_grids(folder: str | Path) -> dict[str, list[int]]:
+    """Method -> the step counts with a fitted grid that ``method="auto"`` would use (family searches that kept the
+    table's grid left out), for ``ddim info``."""
+    out = {}
+    for method, grids in _merged(folder).items():
+        steps = sorted(int(s) for s, r in grids.items() if r.get("choice") != "baseline")
+        if steps:
+            out[method] = steps
+    return out
+
+
+def load_grid(folder: str | Path, method: str, steps: int, adopted_only: bool = False) -> list[int]:
+    """The grid fitted for (method, steps): the user's (``grids_file``) over the folder's own grids.json. With
+    ``adopted_only`` (as ``method="auto"`` reads them), a family search that kept its baseline counts as no grid."""
+    own, user = Path(folder) / GRIDS_FILE, grids_file(folder)
+    data = _merged(folder)
     try:
         entry = data[method][str(steps)]
         if adopted_only and entry.get("choice") == "baseline":
