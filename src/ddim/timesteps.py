@@ -19,7 +19,9 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
                with the nearest lambda.
 - "karras":    sigma / alpha = (smax^(1/rho) + i / (S - 1) (smin^(1/rho) - smax^(1/rho)))^rho, rho = 7
                (Karras et al. 2022, eq. 5), rounded the same way.
-The last two depend on the noise schedule (pass ``alphas_cumprod``; without it DDPM's linear
+``power_grid(T, S, p, open_end)`` gives the family that "linspace" (p = 1) and "time-quadratic" (p = 2) belong to,
+with or without the call at t = 0 (``ddim optimize-grid --search family`` picks from it per model).
+The last two spacings above depend on the noise schedule (pass ``alphas_cumprod``; without it DDPM's linear
 schedule of length T is assumed, as ``NoiseSchedule.linear(T)``; ``ddim.sample`` always passes
 the model's); rounded levels that collide are pushed apart, so they too give exactly S distinct
 steps with both ends visited.
