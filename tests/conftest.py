@@ -18,3 +18,25 @@ def mixture():
 def gen():
     """gen(seed) -> a CPU torch.Generator seeded with ``seed``."""
     return lambda seed=0: torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_cache(tmp_path_factory):
+    """The suite's own $DDIM_CACHE, so grids a user fitted (``ddim optimize-grid`` on a shipped model writes them to the
+    user cache, and ``auto`` reads them) cannot change what a test sees. Cached reference features are shared with the
+    real cache (a link), since they depend only on the data and the feature network."""
+    import os
+
+    from ddim.files import cache_dir
+
+    real = cache_dir()
+    private = tmp_path_factory.mktemp("ddim-cache")
+    (real / "reference").mkdir(parents=True, exist_ok=True)
+    (private / "reference").symlink_to(real / "reference", target_is_directory=True)
+    before = os.environ.get("DDIM_CACHE")
+    os.environ["DDIM_CACHE"] = str(private)
+    yield private
+    if before is None:
+        os.environ.pop("DDIM_CACHE", None)
+    else:
+        os.environ["DDIM_CACHE"] = before
