@@ -621,6 +621,8 @@ def cmd_optimize_grid(args) -> int:
     from .methods import get_method
     from .models import load
     from .optimized_grid import check_fit, grids_file, optimize_grid, pick_grid, save_grid
+    from .policy import recommended
+    from .timesteps import timesteps
 
     get_method(args.method)
     if args.images < 2:
@@ -636,9 +638,6 @@ def cmd_optimize_grid(args) -> int:
     fit, check = (torch.randn(args.images, *m.sample_shape, generator=torch.Generator().manual_seed(args.seed + k)) for k in (0, 1))
     for steps in args.steps:
         if args.search == "family":
-            from .policy import recommended
-            from .timesteps import timesteps
-
             method, table = recommended(steps)  # the grid auto uses without a fitted one, as the baseline (where auto picks this method)
             table = table if method == args.method else "logsnr"
             r = pick_grid(m.model, m.schedule, steps, args.method, fit, check, score, prediction=m.prediction,
