@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
 from _tables import command_line, write_csv
-from solver_family import BEDS, SAMPLERS, _score, mixture_bed, model_beds, ours
+from solver_family import BEDS, SAMPLERS, mixture_rows, model_beds, ours
 
 import ddim
 from ddim.timesteps import power_grid
@@ -52,18 +50,9 @@ def main() -> None:
     samplers["ours unipc3 (quadratic)"] = ours("unipc3", "quadratic")
     samplers["ours unipc3 (logsnr)"] = ours("unipc3", "logsnr")
     samplers["diffusers UniPC bh2"] = SAMPLERS["diffusers UniPC bh2"]
-    sched = ddim.NoiseSchedule.linear(1000)
     rows = []
     for bed, kw in ({} if args.skip_mixtures else BEDS).items():
-        mixture, x_T, score = mixture_bed(kw, args.samples)
-        model = mixture.denoiser(sched)
-        limit = float(np.mean([score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]))
-        for name, run in samplers.items():
-            for calls in args.calls:
-                with torch.inference_mode():
-                    value = _score(score, run(model, sched, x_T, calls))
-                rows.append(dict(bed=bed, sampler=name, calls=calls, value=value, limit=limit, excess=value - limit))
-            print(f"{bed} | {name}: " + " ".join(f"{r['excess']:+.4f}" for r in rows[-len(args.calls):]), flush=True)
+        rows += mixture_rows(bed, kw, args.samples, samplers, args.calls)
     args.model_calls = None
     rows += [dict(bed=r["bed"], sampler=r["sampler"], calls=r["calls"], value=r["value"], limit=r["limit"], excess=r["excess"])
              for r in model_beds(args, samplers)]

@@ -150,6 +150,22 @@ def mixture_bed(kw: dict, samples: int):
     return mixture, x_T, lambda x: frechet_distance(*gaussian_stats(x), mu, cov)
 
 
+def mixture_rows(bed: str, kw: dict, samples: int, samplers: dict, calls) -> list[dict]:
+    """Every sampler at every budget on one mixture bed (its x_T and limit as above), printed a row at a time."""
+    mixture, x_T, score = mixture_bed(kw, samples)
+    sched = ddim.NoiseSchedule.linear(1000)
+    model = mixture.denoiser(sched)
+    limit = float(np.mean([score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]))
+    rows = []
+    for name, run in samplers.items():
+        for c in calls:
+            with torch.inference_mode():
+                value = _score(score, run(model, sched, x_T, c))
+            rows.append(dict(bed=bed, sampler=name, calls=c, value=value, limit=limit, excess=value - limit))
+        print(f"{bed} | {name}: " + " ".join(f"{r['excess']:+.4f}" for r in rows[-len(calls):]), flush=True)
+    return rows
+
+
 def mixtures(args) -> list[dict]:
     sched = ddim.NoiseSchedule.linear(1000)
     rows = []

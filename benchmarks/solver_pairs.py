@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
 from _tables import command_line, write_csv
-from solver_family import BEDS, SAMPLERS, _score, mixture_bed, ours
+from solver_family import BEDS, SAMPLERS, mixture_rows, ours
 
-import ddim
 
 
 def main() -> None:
@@ -31,18 +28,9 @@ def main() -> None:
     args = ap.parse_args()
     samplers = {f"ours {m} ({sp})": ours(m, sp) for m, sp in (pair.split(":", 1) for pair in args.pairs)}
     samplers["diffusers UniPC bh2"] = SAMPLERS["diffusers UniPC bh2"]
-    sched = ddim.NoiseSchedule.linear(1000)
     rows = []
     for bed in args.beds or BEDS:
-        mixture, x_T, score = mixture_bed(BEDS[bed], args.samples)
-        model = mixture.denoiser(sched)
-        limit = float(np.mean([score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]))
-        for name, run in samplers.items():
-            for calls in args.calls:
-                with torch.inference_mode():
-                    value = _score(score, run(model, sched, x_T, calls))
-                rows.append(dict(bed=bed, sampler=name, calls=calls, value=value, limit=limit, excess=value - limit))
-            print(f"{bed} | {name}: " + " ".join(f"{r['excess']:+.4f}" for r in rows[-len(args.calls):]), flush=True)
+        rows += mixture_rows(bed, BEDS[bed], args.samples, samplers, args.calls)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out / f"{args.name}.csv")
     lines = [f"# {args.name}: (method, spacing) pairs on the exact mixtures", "", command_line("solver_pairs.py"), "",
