@@ -16,7 +16,6 @@ from _tables import command_line, write_csv
 from solver_family import BEDS, SAMPLERS, mixture_rows, ours
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", nargs="+", required=True, metavar="METHOD:SPACING")
