@@ -71,26 +71,26 @@ class _Error(gr.Error):
 
 
 # --------------------------------------------------------------------------- checks of the controls
+def _number(value, name: str, expect: str) -> float:
+    """A control's value as a float, else gr.Error: empty, or not a number (``expect``: "a number in [0, 1]")."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _Error(f"{name} is empty; enter {expect}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _Error(f"{name} must be {expect}, got {value!r}") from None
+
+
 def _whole(value, name: str, lo: int, hi: int, hint: str = "") -> int:
     """A control's value as an int in lo..hi, else gr.Error naming the control."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _Error(f"{name} is empty; enter a whole number in {lo}..{hi}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Error(f"{name} must be a whole number in {lo}..{hi}, got {value!r}") from None
+    number = _number(value, name, f"a whole number in {lo}..{hi}")
     if isinstance(value, bool) or not number.is_integer() or not lo <= number <= hi:
         raise _Error(f"{name} must be a whole number in {lo}..{hi}, got {value}{hint}")
     return int(number)
 
 
 def _real(value, name: str, lo: float, hi: float, meaning: str = "") -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _Error(f"{name} is empty; enter a number in [{lo:g}, {hi:g}]")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Error(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
+    number = _number(value, name, f"a number in [{lo:g}, {hi:g}]")
     if not lo <= number <= hi:  # also refuses NaN
         raise _Error(f"{name} must lie in [{lo:g}, {hi:g}]{meaning}, got {value}")
     return number
