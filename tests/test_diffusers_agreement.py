@@ -112,19 +112,21 @@ def test_dpmpp_2m_is_the_authors_dpm_solver_pp_2m(linear, setup, steps, spacing)
 
 @pytest.mark.parametrize("steps", [3, 5, 10, 20])
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
-def test_unipc_bh_is_the_authors_unipc_2(linear, setup, steps, variant):
-    """unipc-bh1 / unipc-bh2 equal UniPCMultistepScheduler (order 2, predict_x0, lower-order final, to sigma 0) step for step
-    on its default grid, up to diffusers' float32 tables. Its last bh1 step returns NaN (B(h) = -inf times a zero
-    second-order term on the step to sigma = 0); ours returns the data prediction there, as its bh2 does."""
+@pytest.mark.parametrize("order", [2, 3])
+def test_unipc_bh_is_the_authors_unipc(linear, setup, steps, variant, order):
+    """unipc-bh* / unipc3-bh* equal UniPCMultistepScheduler (order 2 / 3, predict_x0, lower-order final, to sigma 0) step
+    for step on its default grid, up to diffusers' float32 tables. Its last bh1 step returns NaN (B(h) = -inf times a
+    zero higher-order term on the step to sigma = 0); ours returns the data prediction there, as its bh2 does."""
     model, x_T = setup
-    sched = diffusers.UniPCMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", solver_order=2, solver_type=variant,
-                                              final_sigmas_type="zero")
+    sched = diffusers.UniPCMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", solver_order=order,
+                                              solver_type=variant, final_sigmas_type="zero")
     sched.set_timesteps(steps)
     theirs, x = [], x_T.clone().double()
     for t in sched.timesteps:
         x = sched.step(model(x, torch.as_tensor(t).long().expand(len(x))), t, x).prev_sample
         theirs.append(x)
-    mine = ours(model, linear, x_T.double(), method=f"unipc-{variant}", timesteps=sched.timesteps.tolist())
+    name = f"unipc-{variant}" if order == 2 else f"unipc3-{variant}"
+    mine = ours(model, linear, x_T.double(), method=name, timesteps=sched.timesteps.tolist())
     assert len(mine) == len(theirs) == steps
     for a, b in zip(mine[:-1], theirs[:-1]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-4)

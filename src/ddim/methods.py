@@ -86,6 +86,10 @@ _ENTRIES = [
            _solver("UniPC", "bh1"), order=3),
     Method("unipc-bh2", "UniPC-2 as its authors write it: UniP-2 predictor + UniC corrector with B(h) = e^h - 1, 1 call/step",
            _solver("UniPC", "bh2"), order=3),
+    Method("unipc3-bh1", "UniPC-3 as its authors write it: UniP-3 predictor + UniC corrector with B(h) = h, 1 call/step",
+           _solver("UniPC", "bh1", 3), order=3),  # 3, not 4: its lower-order final steps (tests/test_solvers.py)
+    Method("unipc3-bh2", "UniPC-3 as its authors write it: UniP-3 predictor + UniC corrector with B(h) = e^h - 1, 1 call/step",
+           _solver("UniPC", "bh2", 3), order=3),
     Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", _stepper("HeunStep"),
            order=2, calls_per_step=2),
 ]

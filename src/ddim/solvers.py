@@ -174,57 +174,75 @@ def phi(k: int, z: float) -> float:
 
 
 class UniPC:
-    """UniPC-2 (Zhao et al. 2023) as its authors write it, in data prediction: the UniP-2 predictor and the UniC
-    corrector, with B(h) = h ("bh1") or e^h - 1 ("bh2"). In lambda, with h = lambda_prev - lambda_t and the
-    data predictions m (newest m_t, the one before m_1 at r_1 = (lambda_1 - lambda_t) / h < 0):
+    """UniPC (Zhao et al. 2023) of order 1-3 as its authors write it, in data prediction: the UniP-p predictor and
+    the UniC corrector, with B(h) = h ("bh1") or e^h - 1 ("bh2"). In lambda, with h = lambda_prev - lambda_t, the
+    data predictions m (newest m_t; older m_k at r_k = (lambda_k - lambda_t) / h < 0) and D_k = (m_k - m_t) / r_k:
 
-        predictor  x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^-h) m_t - alpha_prev B(-h) a (m_1 - m_t) / r_1,  a = 1/2
-                   (first-order, i.e. DDIM, on the first step; with bh2 it is DPM-Solver++(2M) exactly)
+        predictor  x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^-h) m_t - alpha_prev B(-h) sum_k a_k D_k
         corrector  once the model has been called at the predicted x_prev (no extra call), the same step is redone
-                   with m_prev added: x_prev = ... - alpha_prev B(-h) (c_1 (m_1 - m_t) / r_1 + c_2 (m_prev - m_t)),
-                   c = 1/2 after a first-order predictor, else the solution of [[1, 1], [r_1, 1]] c = (1! phi_2(-h), 2! phi_3(-h)) (-h) / B(-h)
+                   with D_p = m_prev - m_t at r_p = 1 added: ... - alpha_prev B(-h) sum_k c_k D_k
 
-    The step onto alpha-bar 1 is the data prediction itself (first order to sigma = 0, as the authors' code ends
-    with lower-order final steps). Equal to diffusers' UniPCMultistepScheduler (solver_order=2, lower_order_final,
-    final_sigmas_type="zero") on the same grid (tests/test_diffusers_agreement.py).
+    where b_i = i! (-h) phi_{i+1}(-h) / B(-h), a solves sum_k a_k r_k^i = b_{i+1} over the p - 1 older nodes
+    (a = 1/2 at order 2) and c the same system with the node r_p = 1 (c = 1/2 after a first-order predictor).
+    The order of a step is at most the number of data predictions seen so far and at most the number of steps
+    left (lower-order final steps, as in the authors' code and diffusers'), so the step onto alpha-bar 1 is the
+    data prediction itself. At order 2 with bh2 the predictor is DPM-Solver++(2M). Equal to diffusers'
+    UniPCMultistepScheduler (solver_order = 2 or 3, lower_order_final, final_sigmas_type="zero") on the same grid
+    (tests/test_diffusers_agreement.py).
     """
 
-    def __init__(self, variant: str = "bh2") -> None:
+    def __init__(self, variant: str = "bh2", order: int = 2) -> None:
         if variant not in ("bh1", "bh2"):
             raise ValueError(f"unknown UniPC variant {variant!r}; choose bh1 or bh2")
-        self.variant = variant
-        self.history: list[tuple[float, Tensor]] = []  # (lambda, x0_hat), newest first, at most 2
+        if order not in (1, 2, 3):
+            raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
+        self.variant, self.order = variant, order
+        self.history: list[tuple[float, Tensor]] = []  # (lambda, x0_hat), newest first, at most ``order``
         self.last: tuple[Tensor, float, float, int] | None = None  # the last predictor step: (x_t, lambda_t, sigma_t, its order)
+        self.steps_left: int | None = None  # set by ``plan``; None (not told): only the last step is of lower order
+
+    def plan(self, steps: int) -> None:
+        """Told the number of steps of the run before the first (the sampling loop and the pipeline scheduler do)."""
+        self.steps_left = steps
 
     def _b(self, h: float) -> float:
         """B(hh) at hh = -h: -h (bh1) or e^-h - 1 (bh2)."""
         return -h if self.variant == "bh1" else math.expm1(-h)
 
+    def _update(self, x_s: Tensor, lam_s: float, sigma_s: float, lam: float, alpha: float, sigma: float, order: int,
+                new: Tensor | None) -> Tensor:
+        """The step from level s (data prediction history[0]) to lambda with ``order`` nodes; with ``new`` (the data
+        prediction at the target) the corrector, else the predictor."""
+        h = lam - lam_s
+        b_h = self._b(h)
+        m_s = self.history[0][1]
+        out = (sigma / sigma_s) * x_s + (alpha * -math.expm1(-h)) * m_s
+        r = [(lam_k - lam_s) / h for lam_k, _ in self.history[1:order]]
+        d = [(m_k - m_s) / r_k for r_k, (_, m_k) in zip(r, self.history[1:order])]
+        if new is not None:
+            r, d = r + [1.0], d + [new - m_s]
+        if not d:
+            return out
+        if len(d) == 1 and (new is None or order == 1):
+            coef = [0.5]
+        else:
+            rhs = [math.factorial(i) * -h * phi(i + 1, -h) / b_h for i in range(1, len(d) + 1)]
+            coef = np.linalg.solve(np.array([[r_k**i for r_k in r] for i in range(len(d))]), np.array(rhs)).tolist()
+        total = sum(float(c) * d_k for c, d_k in zip(coef, d))
+        return out - (alpha * b_h) * total
+
     def step(self, x: Tensor, eps: Tensor, x0: Tensor, ab_t: float, ab_prev: float, evaluate=None) -> tuple[Tensor, float]:
         lam_t, alpha_t, sigma_t = lambda_of(ab_t), math.sqrt(ab_t), math.sqrt(1 - ab_t)
         if self.last is not None:  # UniC: redo the step that led here through the new data prediction x0
             x_s, lam_s, sigma_s, order = self.last
-            m_s = self.history[0][1]
-            h = lam_t - lam_s
-            b = self._b(h)
-            if order == 1:
-                correction = 0.5 * (x0 - m_s)
-            else:
-                lam_1, m_1 = self.history[1]
-                r1 = (lam_1 - lam_s) / h
-                b1, b2 = -h * phi(2, -h) / b, -2 * h * phi(3, -h) / b
-                c1 = (b1 - b2) / (1 - r1)
-                correction = (c1 / r1) * (m_1 - m_s) + (b1 - c1) * (x0 - m_s)
-            x = (sigma_t / sigma_s) * x_s + (alpha_t * -math.expm1(-h)) * m_s - (alpha_t * b) * correction
-        self.history = [(lam_t, x0)] + self.history[:1]
+            x = self._update(x_s, lam_s, sigma_s, lam_t, alpha_t, sigma_t, order, x0)
+        self.history = [(lam_t, x0)] + self.history[: self.order - 1]
+        order = len(self.history)
+        if self.steps_left is not None:
+            order = min(order, self.steps_left)
+            self.steps_left -= 1
         if ab_prev >= 1.0:
             return x0, 0.0
         lam_prev, alpha_prev, sigma_prev = lambda_of(ab_prev), math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
-        h = lam_prev - lam_t
-        order = len(self.history)
         self.last = (x, lam_t, sigma_t, order)
-        mean = (sigma_prev / sigma_t) * x + (alpha_prev * -math.expm1(-h)) * x0
-        if order == 2:
-            lam_1, m_1 = self.history[1]
-            mean = mean - (alpha_prev * self._b(h) * 0.5 * h / (lam_1 - lam_t)) * (m_1 - x0)
-        return mean, 0.0
+        return self._update(x, lam_t, sigma_t, lam_prev, alpha_prev, sigma_prev, order, None), 0.0
