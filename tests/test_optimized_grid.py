@@ -80,6 +80,55 @@ def test_family_search_cli_on_digits_then_auto_reads_it(tmp_path, capsys, monkey
     assert np.load(tmp_path / "s" / "samples.npz")["timesteps"].tolist() == saved["grid"]
 
 
+def test_method_by_grid_search_cli_on_digits_then_auto_draws_with_its_choice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
+    code = main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "unipc3", "unipc3-bh2", "--search", "family",
+                 "--images", "64", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("auto calls=5: kept ")
+    saved = json.loads((tmp_path / "cache" / "grids" / "digits" / "grids.json").read_text())["auto"]["5"]
+    family = family_grids(ddim.load("digits").schedule, 5)
+    assert set(saved["fit_scores"]) == {f"{m} {g}" for m in ("unipc3", "unipc3-bh2") for g in family}
+    assert (saved["baseline_method"], saved["baseline_spacing"]) == ddim.policy.recommended(5)
+    best = min(saved["fit_scores"], key=saved["fit_scores"].get)
+    if saved["choice"] == "baseline":
+        assert (saved["method"], saved["grid"]) == (saved["baseline_method"], saved["baseline"])
+    else:
+        assert saved["choice"] == best  # the table's own choice, or one that beat it by 5% on the check batch
+        assert saved["check_score"] <= 0.95 * saved["baseline_check_score"] or saved["grid"] == saved["baseline"]
+        assert f"{saved['method']} " + " ".join(best.split()[1:]) == best and saved["grid"] == family[best.split(" ", 1)[1]]
+    code = main(["sample", "digits", "-n", "2", "--steps", "5", "--output", str(tmp_path / "s"), "--no-progress"])
+    assert code == 0
+    import numpy as np
+
+    assert np.load(tmp_path / "s" / "samples.npz")["timesteps"].tolist() == saved["grid"]
+
+
+def test_auto_reads_the_method_a_search_adopted_and_ignores_a_kept_baseline(tmp_path):
+    from ddim.policy import Choice, resolve
+
+    save_grid(tmp_path, "auto", 5, {"method": "unipc3-bh2", "grid": [999, 799, 599, 400, 200], "choice": "unipc3-bh2 time-power 1 open"})
+    save_grid(tmp_path, "auto", 6, {"method": "unipc3", "grid": [999, 800, 600, 400, 200, 0], "choice": "baseline"})
+    assert resolve("auto", "auto", 5, folder=tmp_path) == Choice("unipc3-bh2", "optimized", 5, (999, 799, 599, 400, 200))
+    assert resolve("auto", "auto", 6, folder=tmp_path) == resolve("auto", "auto", 6)  # the table's choice, as with no folder
+    assert resolve("auto", "logsnr", 5, folder=tmp_path).method == "unipc3"  # an explicit grid: the table's method, no fitted pick
+
+
+def test_method_auto_needs_the_family_search(capsys):
+    assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "ddim optimize-grid: error: --method auto searches method x grid by FD: add --search family"
+    assert main(["optimize-grid", "digits", "--steps", "5", "--methods", "unipc3", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ddim optimize-grid: error: --methods is for --method auto (a method x grid search); with one --method, leave it out")
+    assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "unipc3", "heun", "--search", "family",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ddim optimize-grid: error: --methods are compared at equal model calls, one per step; 'heun' takes 2")
+    assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "unipc3", "ddpm", "--search", "family",
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "ddim optimize-grid: error: grids are fitted for deterministic methods; 'ddpm' is stochastic"
+
+
 def test_grids_file_round_trip_and_missing_grid(tmp_path):
     save_grid(tmp_path, "unipc", 10, {"grid": [999, 500, 0]})
     save_grid(tmp_path, "dpm++2m", 5, {"grid": [999, 0]})

@@ -209,8 +209,11 @@ def _add_optimize_grid(sub) -> None:
         "(polynomial in time, quadratic, logsnr) and keeps the one with the lowest FD against the model's data set.",
     )
     p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
-    p.add_argument("--method", default="unipc", help="deterministic method (default unipc)")
-    p.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to fit, e.g. 5 10 20")
+    p.add_argument("--method", default="unipc", help="deterministic method (default unipc), or auto with --search family: search "
+                   "method x grid over --methods for what 'ddim sample --method auto' draws with at each budget")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help="--method auto: the methods to try (default: unipc3 unipc3-bh2)")
+    p.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to fit, e.g. 5 10 20 (model calls with --method auto)")
     p.add_argument("--images", type=int, default=128, help="noise samples in the fitting batch and in the check batch (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fitting batch; the check batch uses seed + 1")
     p.add_argument("--reference-steps", type=int, default=200, help="steps of the fine reference solution (default 200)")
@@ -593,10 +596,11 @@ def cmd_info(args) -> int:
 
 
 def _fitted_grids(folder) -> str | None:
-    """'unipc S=5 8; unipc3 S=5': the fitted grids that --method auto / --spacing optimized read (ddim info)."""
+    """'unipc S=5 8; auto calls=5': the fitted grids that --method auto / --spacing optimized read (ddim info)."""
     from .optimized_grid import adopted_grids
 
-    return "; ".join(f"{method} S=" + " ".join(map(str, steps)) for method, steps in adopted_grids(folder).items()) or None
+    return "; ".join(f"{method} {'calls' if method == 'auto' else 'S'}=" + " ".join(map(str, steps))
+                     for method, steps in adopted_grids(folder).items()) or None
 
 
 def cmd_compare(args) -> int:
@@ -620,36 +624,50 @@ def cmd_optimize_grid(args) -> int:
     from .files import ensure_writable_dir
     from .methods import get_method
     from .models import load
-    from .optimized_grid import check_fit, grids_file, optimize_grid, pick_grid, save_grid
+    from .optimized_grid import AUTO_KEY, AUTO_METHODS, check_fit, grids_file, optimize_grid, pick_grid, save_grid
     from .policy import recommended
     from .timesteps import timesteps
 
-    get_method(args.method)
+    if args.method == "auto":
+        if args.search != "family":
+            raise CliError("--method auto searches method x grid by FD: add --search family")
+        methods = args.methods or list(AUTO_METHODS)
+    elif args.methods:
+        raise CliError("--methods is for --method auto (a method x grid search); with one --method, leave it out")
+    else:
+        methods = [args.method]
+    for name in methods:
+        if args.method == "auto" and get_method(name).calls_per_step != 1:
+            raise CliError(f"--methods are compared at equal model calls, one per step; {name!r} takes {get_method(name).calls_per_step}")
+        get_method(name)
     if args.images < 2:
         raise CliError(f"--images must be at least 2, got {args.images}")
     m = load(args.model)
     if m.num_classes:
         raise CliError("optimize-grid fits unconditional models; this one is class-conditional")
     for steps in args.steps:
-        check_fit(args.method, steps, args.reference_steps, len(m.schedule))
+        for name in methods:
+            check_fit(name, steps, args.reference_steps, len(m.schedule))
     if args.search == "family":
         score = _data_score(args.dataset or m.config.get("train", {}).get("dataset"), m.sample_shape, args.images)
     ensure_writable_dir(grids_file(m.path).parent)
     fit, check = (torch.randn(args.images, *m.sample_shape, generator=torch.Generator().manual_seed(args.seed + k)) for k in (0, 1))
     for steps in args.steps:
         if args.search == "family":
-            method, table = recommended(steps)  # the grid auto uses without a fitted one, as the baseline (where auto picks this method)
-            table = table if method == args.method else "logsnr"
-            r = pick_grid(m.model, m.schedule, steps, args.method, fit, check, score, prediction=m.prediction,
+            method, table = recommended(steps)  # what auto draws with without a fitted grid, as the baseline
+            if args.method != "auto":  # (its grid where auto picks this method, else logsnr)
+                method, table = args.method, (table if method == args.method else "logsnr")
+            r = pick_grid(m.model, m.schedule, steps, methods, fit, check, score, prediction=m.prediction, baseline_method=method,
                           baseline=timesteps(len(m.schedule), steps, table, m.schedule.alphas_cumprod).tolist(), progress=not args.no_progress)
             r["baseline_spacing"], r["command"] = table, "ddim " + " ".join(args.argv)
-            path = save_grid(m.path, args.method, steps, r)
+            path = save_grid(m.path, AUTO_KEY if args.method == "auto" else args.method, steps, r)
             best = min(r["fit_scores"], key=r["fit_scores"].get)
-            kept = f"kept the {table} grid ({best} did not beat it by 5% on the check batch)" if r["choice"] != best else (
-                f"kept {best}" + (f" (the {table} grid)" if r["grid"] == r["baseline"] else ""))
-            print(f"{args.method} S={steps}: {kept}: {r['grid']}; FD on the fit batch {r['fit_scores'][best]:.4g} (family worst "
-                  f"{max(r['fit_scores'].values()):.4g}), on the check batch {r['check_score']:.4g} vs the {table} grid's "
-                  f"{r['baseline_check_score']:.4g}; saved in {path}")
+            base = f"{method} on {table}" if args.method == "auto" else f"the {table} grid"
+            kept = f"kept {base} ({best} did not beat it by 5% on the check batch)" if r["choice"] != best else (
+                f"kept {best}" + (f" ({base})" if (r["method"], r["grid"]) == (r["baseline_method"], r["baseline"]) else ""))
+            print(f"{args.method} {'calls' if args.method == 'auto' else 'S'}={steps}: {kept}: {r['grid']}; FD on the fit batch "
+                  f"{r['fit_scores'][best]:.4g} (family worst {max(r['fit_scores'].values()):.4g}), on the check batch {r['check_score']:.4g} "
+                  f"vs {base}'s {r['baseline_check_score']:.4g}; saved in {path}")
             continue
         r = optimize_grid(m.model, m.schedule, steps, args.method, fit, check, prediction=m.prediction,
                           reference_steps=args.reference_steps, progress=not args.no_progress)

@@ -12,10 +12,13 @@ time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quad
 one with the lowest score, FD against the model's data set in ``ddim optimize-grid --search family``. Which grid wins
 depends on the data more than on the solver (docs/solvers.md: images of clothes and two far-apart modes want calls
 spread evenly in time, tight clusters want them packed near t = 0), and a score on the data is what a user cares
-about; the family keeps the search to a few dozen draws and the choice readable.
+about; the family keeps the search to a few dozen draws and the choice readable. Given several methods it searches
+method x grid, since which solver wins at few calls depends on the model too (on Fashion-MNIST at 5 calls the authors'
+UniPC-3 led ours; on the exact mixtures ours led theirs).
 
-Grids are saved in the model folder as ``grids.json``: ``{"unipc": {"10": [999, ...]}, ...}``
-with the fit's losses beside them; ``ddim sample --spacing optimized`` reads them. A model shipped
+Grids are saved in the model folder as ``grids.json``: ``{"unipc": {"10": {"grid": [999, ...], ...}}, ...}``
+with the fit's losses beside them; ``ddim sample --spacing optimized`` reads them. A method x grid search is saved
+under ``"auto"``, keyed by model calls, each entry naming its method; ``method="auto"`` reads it first. A model shipped
 inside the package is read-only to the tool: grids fitted to it go to the user cache
 ($DDIM_CACHE/grids/NAME/grids.json, see ``grids_file``) and are read over the shipped ones.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +39,12 @@ from .sampling import sample
 from .schedule import NoiseSchedule, lambda_of
 from .timesteps import nearest_steps, power_grid, timesteps
 
-__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "adopted_grids", "grids_file", "GRIDS_FILE"]
+__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "load_auto", "adopted_grids", "grids_file",
+           "GRIDS_FILE", "AUTO_KEY", "AUTO_METHODS"]
 
 GRIDS_FILE = "grids.json"
+AUTO_KEY = "auto"  # grids.json's entry for method x grid searches, keyed by model calls; each names its method
+AUTO_METHODS = ("unipc3", "unipc3-bh2")  # the methods such a search tries by default (ddim optimize-grid --method auto)
 
 
 def _loss(model, schedule, x_T: Tensor, ref: Tensor, grid: list[int], method: str, prediction: str) -> float:
@@ -129,32 +136,42 @@ def family_grids(schedule: NoiseSchedule, steps: int) -> dict[str, list[int]]:
     return out
 
 
-def pick_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: Tensor, check: Tensor, score, *, prediction: str = "eps",
-              baseline: list[int] | None = None, margin: float = 0.05, progress: bool = True) -> dict:
+def pick_grid(model, schedule: NoiseSchedule, steps: int, method: str | Sequence[str], fit: Tensor, check: Tensor, score, *,
+              prediction: str = "eps", baseline: list[int] | None = None, baseline_method: str | None = None, margin: float = 0.05,
+              progress: bool = True) -> dict:
     """The grid of ``family_grids`` whose samples from noise batch ``fit`` score lowest (``score``: samples -> float,
-    lower is better, e.g. FD). The winner and ``baseline`` (a grid to compare with, e.g. auto's table grid) are then
-    scored on the ``check`` batch, and the winner is kept only if it beats the baseline there too, by at least ``margin``
-    (a fraction of the baseline's score); else ``grid`` is the baseline and ``choice`` is "baseline". A gain that is
-    only the fit batch's luck, or too small to tell from FD's noise, is not adopted. Returns a dict with
-    ``grid``, ``choice`` (its family name) and every score."""
-    check_fit(method, steps, steps + 1, len(schedule))
+    lower is better, e.g. FD). With several methods (one model call per step each), every method x grid pair is a
+    candidate, named "METHOD GRID". The winner and ``baseline`` (a grid to compare with, e.g. auto's table grid, drawn
+    with ``baseline_method``, by default the first method) are then scored on the ``check`` batch, and the winner is
+    kept only if it beats the baseline there too, by at least ``margin`` (a fraction of the baseline's score); else
+    ``grid`` / ``method`` are the baseline's and ``choice`` is "baseline". A gain that is only the fit batch's luck, or
+    too small to tell from FD's noise, is not adopted. Returns a dict with ``method``, ``grid``, ``choice`` (its family
+    name) and every score."""
+    methods = [method] if isinstance(method, str) else list(method)
+    for m in methods:
+        check_fit(m, steps, steps + 1, len(schedule))
+        if len(methods) > 1 and get_method(m).calls_per_step != 1:
+            raise ValueError(f"the family search compares methods at equal model calls; {m!r} takes {get_method(m).calls_per_step} per step")
 
-    def run(x_T: Tensor, grid: list[int]) -> float:
+    def run(x_T: Tensor, m: str, grid: list[int]) -> float:
         with torch.inference_mode():
-            x = sample(model, schedule, x_T, method=method, prediction=prediction, timesteps=grid)
+            x = sample(model, schedule, x_T, method=m, prediction=prediction, timesteps=grid)
         return float(score(x)) if torch.isfinite(x).all() else math.inf
 
     family = family_grids(schedule, steps)
-    items = _bar(family.items(), progress, desc=f"{steps}-step grids for {method}")
-    scores = {name: run(fit, grid) for name, grid in items}
+    candidates = {(name if len(methods) == 1 else f"{m} {name}"): (m, grid) for m in methods for name, grid in family.items()}
+    items = _bar(candidates.items(), progress, desc=f"{steps}-step grids for {'/'.join(methods)}")
+    scores = {name: run(fit, *pair) for name, pair in items}
     choice = min(scores, key=scores.get)
-    result = {"grid": family[choice], "search": "family", "choice": choice, "fit_scores": scores,
-              "check_score": run(check, family[choice]), "fit_images": len(fit), "check_images": len(check)}
+    chosen, grid = candidates[choice]
+    result = {"method": chosen, "grid": grid, "search": "family", "choice": choice, "fit_scores": scores,
+              "check_score": run(check, chosen, grid), "fit_images": len(fit), "check_images": len(check)}
     if baseline is not None:
-        result.update(baseline=list(baseline), baseline_check_score=run(check, list(baseline)))
-        if list(baseline) != result["grid"] and result["check_score"] > (1 - margin) * result["baseline_check_score"]:  # the fit batch's
-            # winner did not beat the baseline on the check batch by the margin: keep the baseline
-            result.update(grid=list(baseline), choice="baseline")
+        base_method = baseline_method or methods[0]
+        result.update(baseline=list(baseline), baseline_method=base_method, baseline_check_score=run(check, base_method, list(baseline)))
+        if (base_method, list(baseline)) != (chosen, grid) and result["check_score"] > (1 - margin) * result["baseline_check_score"]:
+            # the fit batch's winner did not beat the baseline on the check batch by the margin: keep the baseline
+            result.update(method=base_method, grid=list(baseline), choice="baseline")
     return result
 
 
@@ -217,6 +234,15 @@ def adopted_grids(folder: str | Path) -> dict[str, list[int]]:
         if steps:
             out[method] = steps
     return out
+
+
+def load_auto(folder: str | Path, calls: int) -> tuple[str, list[int]]:
+    """(method, grid) that a method x grid family search (``ddim optimize-grid --method auto``) adopted for ``calls``
+    model calls; ValueError where there is none, or the search kept the table's choice."""
+    entry = _merged(folder).get(AUTO_KEY, {}).get(str(calls))
+    if entry is None or entry.get("choice") == "baseline":
+        raise ValueError(f"no method x grid choice fitted for {calls} calls in {folder}")
+    return entry["method"], entry["grid"]
 
 
 def load_grid(folder: str | Path, method: str, steps: int, adopted_only: bool = False) -> list[int]:

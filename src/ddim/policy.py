@@ -52,7 +52,9 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
     """Turn 'auto' / 'optimized' into a concrete method, spacing and grid.
 
     - ``method="auto"``: ``steps`` counts model calls. With eta != 0, DDIM (the only method eta applies to).
-      Otherwise the ``RECOMMENDED`` method; with ``spacing="auto"`` a grid fitted to the model for that method
+      Otherwise, with ``spacing="auto"`` and a folder, the method and grid a method x grid search adopted for the
+      model at that budget (``folder``/grids.json "auto", ``ddim optimize-grid --method auto``) where there is one;
+      else the ``RECOMMENDED`` method; with ``spacing="auto"`` a grid fitted to the model for that method
       and step count (``folder``/grids.json, ``ddim optimize-grid``) where one exists and was adopted (a family
       search that kept the table's grid does not count), else the table's grid.
     - an explicit method with ``spacing="auto"``: the DDIM paper's uniform grid.
@@ -65,10 +67,15 @@ def resolve(method: str, spacing: str, steps: int, eta: float = 0.0, folder: str
             method = "ddim"
         else:
             method, best = recommended(steps)
-            steps = METHODS[method].steps_for(steps)
+            calls, steps = steps, METHODS[method].steps_for(steps)
             if spacing == AUTO and folder is not None:
-                from .optimized_grid import load_grid
+                from .optimized_grid import load_auto, load_grid
 
+                try:  # a method x grid search for this budget (ddim optimize-grid --method auto)
+                    chosen, grid = load_auto(folder, calls)
+                    return Choice(chosen, "optimized", METHODS[chosen].steps_for(calls), tuple(grid))
+                except ValueError:
+                    pass
                 try:
                     return Choice(method, "optimized", steps, tuple(load_grid(folder, method, steps, adopted_only=True)))
                 except ValueError:
