@@ -172,8 +172,8 @@ class Scheduler(SchedulerMixin, ConfigMixin):
         eta = float(eta) if eta else float(self.config.eta)
         if self._stepper is None:
             self._stepper = METHODS[self.method].make(check_eta(eta, self.method))
-            if hasattr(self._stepper, "plan"):
-                self._stepper.plan(len(self.levels))
+            if hasattr(self._stepper, "plan"):  # the steps left from here (a pipeline may begin partway down the grid)
+                self._stepper.plan(len(self.levels) - self._index)
         check_generator(generator)
         x_in = sample
         out = network_output(model_output)
