@@ -284,7 +284,9 @@ def write_markdown(args, rows) -> None:
              "## Regret of `auto`: auto / best of all / best peer (FD above the limit)", ""]
     lines += regret_table(rows, args.calls)
     noise = {r["bed"]: r.get("noise", 0.0) for r in rows}
-    policy, _ = policy_table(rows, args.calls)
+    has_scale = {r["bed"] for r in rows if r["sampler"] == "ours ddim (uniform)"} == set(noise)
+    policy = policy_table(rows, args.calls)[0] if has_scale else ["(not drawn: a run of a few samplers without 'ours ddim (uniform)', "
+                                                                  "the scale of its regrets)"]
     lines += ["", "## The most robust of our samplers per budget", "",
               "Regret on a bed = max(0, excess - best excess of any sampler - 2 x the bed's FD noise) / (excess of plain DDIM on the "
               "uniform grid at the bed's smallest budget): 0 = as good as the best available there (within noise). The choice minimises "

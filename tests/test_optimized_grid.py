@@ -8,7 +8,7 @@ import torch
 import ddim
 from ddim.cli import main
 from ddim.models import build_model, save_model
-from ddim.optimized_grid import family_grids, load_grid, optimize_grid, pick_grid, save_grid
+from ddim.optimized_grid import family_grids, load_auto, load_grid, optimize_grid, pick_grid, save_grid
 
 
 def test_fitted_grid_lowers_the_error_against_the_reference(linear, gen):
@@ -155,8 +155,8 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
     assert code == 2 and "grids are fitted for deterministic methods; 'ddpm' is stochastic" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3", "quadratic"), (5, "unipc3", "optimized"), (10, "unipc3", "time-quadratic"),
-                                                    (20, "unipc3", "logsnr")])
+@pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3-bh2", "optimized"), (5, "unipc3-bh2", "optimized"),
+                                                    (6, "unipc3", "quadratic"), (10, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, method, spacing):
     import numpy as np
 
@@ -166,9 +166,9 @@ def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, meth
     assert code == 0, capsys.readouterr().err
     saved = np.load(tmp_path / "s" / "samples.npz")
     assert (str(saved["method"]), str(saved["spacing"])) == (method, spacing)
-    if spacing == "optimized":
-        assert saved["timesteps"].tolist() == load_grid(ddim.load("digits").path, method, steps) == [999, 639, 360, 160, 40]  # shipped,
-        # fitted by FD (docs/solvers.md); at 4 and 10 calls the fit kept the table's grid
+    if spacing == "optimized":  # shipped, picked by FD (docs/solvers.md): the authors' UniPC-3 at 4 and 5 calls; from 6 the search
+        # kept the table's choice
+        assert saved["timesteps"].tolist() == load_auto(ddim.load("digits").path, steps)[1] == {4: [800, 355, 88, 0], 5: [999, 639, 360, 160, 40]}[steps]
 
 
 @pytest.mark.slow
@@ -196,7 +196,8 @@ def test_reference_steps_must_exceed_the_fitted_steps(capsys):
 def test_info_lists_the_grids_auto_would_use(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
     assert main(["info", "digits"]) == 0
-    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5\n" in capsys.readouterr().out  # unipc3 at 4, 6-12: the search kept the table's grid
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5; auto calls=4 5\n" in capsys.readouterr().out  # at the other budgets the
+    # searches kept the table's grid (unipc3) or its method and grid (auto)
     save_grid(ddim.load("digits").path, "unipc3", 9, {"grid": [999, 500, 0], "choice": "time-power 2"})  # to the user cache
     assert main(["info", "digits"]) == 0
-    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5 9\n" in capsys.readouterr().out
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5 9; auto calls=4 5\n" in capsys.readouterr().out
