@@ -24,7 +24,8 @@ AUTO = "auto"
 # 2-3 calls: not measured yet, plain DDIM. No fixed grid is near the best on every bed at 4-5 calls: the grid with the
 # smallest worst-case regret over the mixtures there (time-power 1.25 open, docs/benchmarks/grid-family-unipc3.md) is
 # 7x worse than quadratic on our oracle, so the table keeps quadratic, and a model folder gets grids picked for it by
-# FD (ddim optimize-grid --search family; the shipped Fashion-MNIST model has them for 4-7 calls).
+# FD (ddim optimize-grid --search family), or a method and grid (--method auto: the shipped Fashion-MNIST model has
+# them for 4-7 calls, digits for 4-5; the authors' UniPC-3 wins there at 4-6 calls, ours on most exact mixtures).
 RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
