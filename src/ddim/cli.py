@@ -206,7 +206,7 @@ def _add_optimize_grid(sub) -> None:
         "the user cache, ~/.cache/ddim/grids/NAME), where 'ddim sample --spacing optimized' and '--method auto' (for the method auto "
         "picks at that budget, unipc3 from 4 calls) read it. --search coordinate (default) moves one level at a time to minimise the "
         "error against a fine reference solution on a batch of noise; --search family draws with each grid of a small family "
-        "(polynomial in time, quadratic, logsnr) and keeps the one with the lowest FD against the model's data set.",
+        "(polynomial in time, quadratic, logsnr, karras) and keeps the one with the lowest FD against the model's data set.",
     )
     p.add_argument("model", nargs="?", default="digits", help="model folder or shipped name (default: digits)")
     p.add_argument("--method", default="unipc", help="deterministic method (default unipc), or auto with --search family: search "

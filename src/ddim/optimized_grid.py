@@ -8,7 +8,7 @@ the first level at T - 1 (where x_T ~ N(0, I) holds), and moves one level at a t
 loss falls. A second batch (other seeds) checks that the gain is not an artefact of the fit.
 
 ``pick_grid`` searches differently: it draws with every grid of a small family (``family_grids``: grids polynomial in
-time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quadratic`` and ``logsnr``) and keeps the
+time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quadratic``, ``logsnr`` and EDM's ``karras``) and keeps the
 one with the lowest score, FD against the model's data set in ``ddim optimize-grid --search family``. Which grid wins
 depends on the data more than on the solver (docs/solvers.md: images of clothes and two far-apart modes want calls
 spread evenly in time, tight clusters want them packed near t = 0), and a score on the data is what a user cares
@@ -126,7 +126,7 @@ def family_grids(schedule: NoiseSchedule, steps: int) -> dict[str, list[int]]:
     for power in FAMILY_POWERS:
         for open_end in (False, True):
             grids[f"time-power {power:g}{' open' if open_end else ''}"] = power_grid(T, steps, power, open_end)
-    for spacing in ("quadratic", "logsnr"):
+    for spacing in ("quadratic", "logsnr", "karras"):
         grids[spacing] = timesteps(T, steps, spacing, schedule.alphas_cumprod).tolist()
     seen, out = set(), {}
     for name, grid in grids.items():

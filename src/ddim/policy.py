@@ -25,7 +25,7 @@ AUTO = "auto"
 # smallest worst-case regret over the mixtures there (time-power 1.25 open, docs/benchmarks/grid-family-unipc3.md) is
 # 7x worse than quadratic on our oracle, so the table keeps quadratic, and a model folder gets grids picked for it by
 # FD (ddim optimize-grid --search family), or a method and grid (--method auto: the shipped Fashion-MNIST model has
-# them for 4-7 calls, digits for 4-5; the authors' UniPC-3 wins there at 4-6 calls, ours on most exact mixtures).
+# them for 4-8 calls, digits for 4-5; the authors' UniPC-3 wins there at 4-6 calls, ours on most exact mixtures).
 RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
