@@ -30,13 +30,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = ap.parse_args()
     sched = ddim.NoiseSchedule.linear(1000)
-    grids = {"time-quadratic": ddim.timesteps(1000, 8, "time-quadratic").tolist(), "time-power 3 open": power_grid(1000, 8, 3.0, open_end=True)}
-    rows, lines = [], [command_line("interval_refinement.py"), "", f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. "
-                       f"unipc3, 8-call grids, {args.samples} samples, float64. Entries: FD above the bed's common limit.", ""]
+    grids = {"time-quadratic": ddim.timesteps(1000, 8, "time-quadratic").tolist(),
+             "time-power 3 open": power_grid(1000, 8, 3.0, open_end=True)}
+    rows = []
+    lines = [command_line("interval_refinement.py"), "",
+             f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. unipc3, 8-call grids, {args.samples} samples, "
+             "float64. Entries: FD above the bed's common limit.", ""]
     for bed in args.beds:
         mixture, x_T, score = mixture_bed(BEDS[bed], args.samples)
         model = mixture.denoiser(sched)
-        limit = sum(score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")) / 2
+        limit = sum(score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr"))
+                    for m in ("unipc3", "dpm++2m")) / 2
 
         def excess(grid: list[int]) -> float:
             with torch.inference_mode():

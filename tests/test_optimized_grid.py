@@ -123,7 +123,10 @@ def test_method_auto_needs_the_family_search(capsys):
     assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "unipc3", "heun", "--search", "family",
                  "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "ddim optimize-grid: error: --methods are compared at equal model calls, one per step; 'heun' takes 2")
+        "ddim optimize-grid: error: methods are compared at equal model calls, one per step; 'heun' takes 2")
+    assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "heun", "--search", "family", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (  # auto's budget counts model calls, so even alone it must take one per step
+        "ddim optimize-grid: error: methods are compared at equal model calls, one per step; 'heun' takes 2")
     assert main(["optimize-grid", "digits", "--steps", "5", "--method", "auto", "--methods", "unipc3", "ddpm", "--search", "family",
                  "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == "ddim optimize-grid: error: grids are fitted for deterministic methods; 'ddpm' is stochastic"

@@ -8,9 +8,9 @@ the first level at T - 1 (where x_T ~ N(0, I) holds), and moves one level at a t
 loss falls. A second batch (other seeds) checks that the gain is not an artefact of the fit.
 
 ``pick_grid`` searches differently: it draws with every grid of a small family (``family_grids``: grids polynomial in
-time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quadratic``, ``logsnr`` and EDM's ``karras``) and keeps the
-one with the lowest score, FD against the model's data set in ``ddim optimize-grid --search family``. Which grid wins
-depends on the data more than on the solver (docs/solvers.md: images of clothes and two far-apart modes want calls
+time, ``timesteps.power_grid``, ending at t = 0 or open, plus the paper's ``quadratic``, ``logsnr`` and EDM's
+``karras``) and keeps the one with the lowest score, FD against the model's data set in ``ddim optimize-grid
+--search family``. Which grid wins depends on the data more than on the solver (docs/solvers.md: images of clothes and two far-apart modes want calls
 spread evenly in time, tight clusters want them packed near t = 0), and a score on the data is what a user cares
 about; the family keeps the search to a few dozen draws and the choice readable. Given several methods it searches
 method x grid, since which solver wins at few calls depends on the model too (on Fashion-MNIST at 5 calls the authors'
@@ -39,7 +39,7 @@ from .sampling import sample
 from .schedule import NoiseSchedule, lambda_of
 from .timesteps import nearest_steps, power_grid, timesteps
 
-__all__ = ["optimize_grid", "pick_grid", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "load_auto", "adopted_grids", "grids_file",
+__all__ = ["optimize_grid", "pick_grid", "check_methods", "family_grids", "FAMILY_POWERS", "save_grid", "load_grid", "load_auto", "adopted_grids", "grids_file",
            "GRIDS_FILE", "AUTO_KEY", "AUTO_METHODS"]
 
 GRIDS_FILE = "grids.json"
@@ -62,6 +62,16 @@ def check_fit(method: str, steps: int, reference_steps: int, T: int) -> None:
     if not min(reference_steps, T) > steps:
         raise ValueError(f"reference_steps (--reference-steps) must be more than the fitted grid's {steps} steps "
                          f"(at most T = {T} are used), got {reference_steps}")
+
+
+def check_methods(methods: Sequence[str], steps: int, T: int, reference_steps: int | None = None,
+                  equal_calls: bool | None = None) -> None:
+    """``check_fit`` for each method. Several methods are compared at equal model calls (as is a pick for ``method="auto"``,
+    whose budget counts calls: ``equal_calls``), so each must take one per step."""
+    for m in methods:
+        check_fit(m, steps, reference_steps or steps + 1, T)
+        if (len(methods) > 1 if equal_calls is None else equal_calls) and get_method(m).calls_per_step != 1:
+            raise ValueError(f"methods are compared at equal model calls, one per step; {m!r} takes {get_method(m).calls_per_step}")
 
 
 def optimize_grid(model, schedule: NoiseSchedule, steps: int, method: str, fit: Tensor, check: Tensor, *, prediction: str = "eps",
@@ -148,10 +158,7 @@ def pick_grid(model, schedule: NoiseSchedule, steps: int, method: str | Sequence
     too small to tell from FD's noise, is not adopted. Returns a dict with ``method``, ``grid``, ``choice`` (its family
     name) and every score."""
     methods = [method] if isinstance(method, str) else list(method)
-    for m in methods:
-        check_fit(m, steps, steps + 1, len(schedule))
-        if len(methods) > 1 and get_method(m).calls_per_step != 1:
-            raise ValueError(f"the family search compares methods at equal model calls; {m!r} takes {get_method(m).calls_per_step} per step")
+    check_methods(methods, steps, len(schedule))
 
     def run(x_T: Tensor, m: str, grid: list[int]) -> float:
         with torch.inference_mode():
