@@ -37,6 +37,14 @@ class Method:
     takes_eta: bool = False
     calls_per_step: int = 1
 
+    def start(self, eta: float, steps: int) -> Stepper:
+        """A fresh stepper for a run of ``steps`` visited levels; a stepper that takes lower-order final steps
+        (``plan``) is told how many there are."""
+        stepper = self.make(eta)
+        if hasattr(stepper, "plan"):
+            stepper.plan(steps)
+        return stepper
+
     def calls(self, steps: int) -> int:
         """Model calls per sample for ``steps`` visited levels."""
         return self.calls_per_step * (steps - 1) + 1

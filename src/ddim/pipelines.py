@@ -171,9 +171,8 @@ class Scheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"step() called {self._index + 1} times for a grid of {len(self.timesteps)} model calls; call set_timesteps again")
         eta = float(eta) if eta else float(self.config.eta)
         if self._stepper is None:
-            self._stepper = METHODS[self.method].make(check_eta(eta, self.method))
-            if hasattr(self._stepper, "plan"):  # the steps left from here (a pipeline may begin partway down the grid)
-                self._stepper.plan(len(self.levels) - self._index)
+            # the steps left from here: a pipeline may begin partway down the grid
+            self._stepper = METHODS[self.method].start(check_eta(eta, self.method), len(self.levels) - self._index)
         check_generator(generator)
         x_in = sample
         out = network_output(model_output)

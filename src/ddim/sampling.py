@@ -204,9 +204,7 @@ def sample(
     _check_options(clip_x0, dynamic_threshold)
     x = x_T.to(_math_dtype(x_T))
     options = dict(model_dtype=x_T.dtype, clip_x0=clip_x0, dynamic_threshold=dynamic_threshold)
-    stepper = METHODS[method].make(eta)
-    if hasattr(stepper, "plan"):  # steppers that take lower-order final steps need the run's length
-        stepper.plan(len(tau))
+    stepper = METHODS[method].start(eta, len(tau))
     levels = [int(t) for t in tau] + [-1]  # Python ints: indexing a tensor costs microseconds per step
     for i in _progress(range(len(tau)), progress, f"{method} sampling"):
         t, t_prev = levels[i], levels[i + 1]

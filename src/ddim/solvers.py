@@ -202,7 +202,7 @@ class UniPC:
         self.steps_left: int | None = None  # set by ``plan``; None (not told): only the last step is of lower order
 
     def plan(self, steps: int) -> None:
-        """Told the number of steps of the run before the first (the sampling loop and the pipeline scheduler do)."""
+        """Told the number of steps of the run before the first (``Method.start`` does)."""
         self.steps_left = steps
 
     def _b(self, h: float) -> float:
