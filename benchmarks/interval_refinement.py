@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from _tables import command_line, write_csv
-from solver_family import BEDS, mixture_bed
+from solver_family import BEDS, limit_parts, mixture_bed
 
 import ddim
 from ddim.timesteps import power_grid
@@ -39,8 +39,7 @@ def main() -> None:
     for bed in args.beds:
         mixture, x_T, score = mixture_bed(BEDS[bed], args.samples)
         model = mixture.denoiser(sched)
-        limit = sum(score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr"))
-                    for m in ("unipc3", "dpm++2m")) / 2
+        limit = sum(limit_parts(model, sched, x_T, score)) / 2
 
         def excess(grid: list[int]) -> float:
             with torch.inference_mode():

@@ -123,9 +123,14 @@ def _score(score, x) -> float:
         return float("inf")
 
 
+def limit_parts(model, sched, x_T, score) -> list[float]:
+    """The bed's score for unipc3 and dpm++2m at 100 calls on the log-SNR grid from x_T; their mean is the common limit."""
+    return [score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]
+
+
 def run_bed(name: str, model, sched, x_T, score, budgets, noise: float, samplers: dict | None = None) -> list[dict]:
     budgets = list(budgets)
-    limits = [score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]
+    limits = limit_parts(model, sched, x_T, score)
     limit = float(np.mean(limits))
     print(f"{name}: limit {limit:.5f} (unipc3 {limits[0]:.5f}, dpm++2m {limits[1]:.5f})", flush=True)
     rows = []
@@ -155,7 +160,7 @@ def mixture_rows(bed: str, kw: dict, samples: int, samplers: dict, calls) -> lis
     mixture, x_T, score = mixture_bed(kw, samples)
     sched = ddim.NoiseSchedule.linear(1000)
     model = mixture.denoiser(sched)
-    limit = float(np.mean([score(ddim.sample(model, sched, x_T, steps=100, method=m, spacing="logsnr")) for m in ("unipc3", "dpm++2m")]))
+    limit = float(np.mean(limit_parts(model, sched, x_T, score)))
     rows = []
     for name, run in samplers.items():
         for c in calls:
