@@ -44,7 +44,8 @@ BEDS = {  # name -> GaussianMixture.random arguments
 }
 OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("dpm++2m", "logsnr"), ("dpm++2m", "quadratic"), ("dpm++2m", "linspace"),
         ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc", "linspace"), ("unipc3", "logsnr"), ("unipc3", "quadratic"),
-        ("unipc3", "time-quadratic"), ("unipc3", "linspace"), ("unipc-bh2", "trailing"), ("unipc-bh2", "quadratic"), ("unipc-bh1", "trailing")]
+        ("unipc3", "time-quadratic"), ("unipc3", "linspace"), ("unipc-bh2", "trailing"), ("unipc-bh2", "quadratic"), ("unipc-bh1", "trailing"),
+        ("unipc3", "quadratic-open"), ("unipc3-bh2", "quadratic-open")]
 
 
 def ours(method: str, spacing: str):

@@ -49,7 +49,7 @@ def test_unknown_method_lists_the_registry(linear):
 
 
 # --------------------------------------------------------------------------- the auto policy
-@pytest.mark.parametrize("calls", [1, 3, 7, 8, 10, 50])
+@pytest.mark.parametrize("calls", [1, 3, 5, 6, 7, 8, 10, 50])
 def test_auto_in_the_library_is_the_measured_table(linear, mixture, gen, calls):
     model = mixture.denoiser(linear)
     x_T = torch.randn(8, 6, generator=gen(0), dtype=torch.float64)

@@ -67,13 +67,14 @@ def test_family_search_needs_a_data_set_with_a_feature_network(tmp_path, capsys)
 
 def test_family_search_cli_on_digits_then_auto_reads_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
-    code = main(["optimize-grid", "digits", "--steps", "4", "--method", "unipc3", "--search", "family", "--images", "64", "--no-progress"])
+    code = main(["optimize-grid", "digits", "--steps", "6", "--method", "unipc3", "--search", "family", "--images", "64", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert out.startswith("unipc3 S=4: kept ") and "on the check batch" in out
-    saved = json.loads((tmp_path / "cache" / "grids" / "digits" / "grids.json").read_text())["unipc3"]["4"]
-    assert saved["search"] == "family" and saved["baseline_spacing"] == "quadratic" and len(saved["fit_scores"]) >= 12
-    code = main(["sample", "digits", "-n", "2", "--steps", "4", "--output", str(tmp_path / "s"), "--no-progress"])
+    assert out.startswith("unipc3 S=6: kept ") and "on the check batch" in out
+    saved = json.loads((tmp_path / "cache" / "grids" / "digits" / "grids.json").read_text())["unipc3"]["6"]
+    # the baseline is the table's grid where auto picks this method at this budget (unipc3 at 6 calls)
+    assert saved["search"] == "family" and saved["baseline_spacing"] == ddim.policy.recommended(6)[1] == "quadratic-open" and len(saved["fit_scores"]) >= 12
+    code = main(["sample", "digits", "-n", "2", "--steps", "6", "--output", str(tmp_path / "s"), "--no-progress"])
     assert code == 0
     import numpy as np
 
@@ -111,7 +112,9 @@ def test_auto_reads_the_method_a_search_adopted_and_ignores_a_kept_baseline(tmp_
     save_grid(tmp_path, "auto", 6, {"method": "unipc3", "grid": [999, 800, 600, 400, 200, 0], "choice": "baseline"})
     assert resolve("auto", "auto", 5, folder=tmp_path) == Choice("unipc3-bh2", "optimized", 5, (999, 799, 599, 400, 200))
     assert resolve("auto", "auto", 6, folder=tmp_path) == resolve("auto", "auto", 6)  # the table's choice, as with no folder
-    assert resolve("auto", "logsnr", 5, folder=tmp_path).method == "unipc3"  # an explicit grid: the table's method, no fitted pick
+    save_grid(tmp_path, "auto", 7, {"method": "unipc3-bh2", "grid": [999, 800, 600, 400, 200, 100, 50], "choice": "unipc3-bh2 x"})
+    # an explicit grid: the table's method, no fitted pick
+    assert resolve("auto", "logsnr", 7, folder=tmp_path).method == ddim.policy.recommended(7)[0] == "unipc3"
 
 
 def test_method_auto_needs_the_family_search(capsys):
@@ -159,7 +162,7 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3-bh2", "optimized"), (5, "unipc3-bh2", "optimized"),
-                                                    (6, "unipc3", "quadratic"), (10, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
+                                                    (6, "unipc3", "quadratic-open"), (10, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, method, spacing):
     import numpy as np
 

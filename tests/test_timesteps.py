@@ -43,6 +43,15 @@ def test_quadratic_is_the_papers_grid_without_repeats():
     assert len(set(tau.tolist())) == 50 and tau[0] == 800
 
 
+def test_quadratic_open_is_the_papers_grid_of_S_plus_1_steps_less_its_call_at_0():
+    for S in (1, 2, 4, 5, 6, 8, 20):  # no collisions: exactly the paper's curve
+        assert ddim.timesteps(1000, S, "quadratic-open").tolist() == ddim.timesteps(1000, S + 1, "quadratic").tolist()[:-1]
+    assert ddim.timesteps(1000, 5, "quadratic-open").tolist() == [800, 512, 288, 128, 32]
+    for S in (50, 200, 801, 1000):  # crowded near t = 0 (and above 0.8 T past 801): still S distinct, decreasing steps
+        tau = ddim.timesteps(1000, S, "quadratic-open").tolist()
+        assert len(tau) == S and all(a > b for a, b in zip(tau, tau[1:])) and tau[-1] >= 0 and tau[0] <= 999
+
+
 def test_trailing_starts_at_T_minus_1_and_has_S_steps_where_diffusers_has_S_plus_1():
     for S in (61, 103, 121):
         diffusers_style = np.round(np.arange(1000, 0, -1000 / S)).astype(np.int64) - 1

@@ -204,7 +204,7 @@ def _add_optimize_grid(sub) -> None:
         "optimize-grid", help="fit a step grid to a model, method and step count",
         description="Fit the timestep grid of a deterministic sampler to a model; saves it in MODEL/grids.json (for a shipped model: in "
         "the user cache, ~/.cache/ddim/grids/NAME), where 'ddim sample --spacing optimized' and '--method auto' (for the method auto "
-        "picks at that budget, unipc3 from 4 calls) read it. --search coordinate (default) moves one level at a time to minimise the "
+        "picks at that budget, ddim.policy.RECOMMENDED) read it. --search coordinate (default) moves one level at a time to minimise the "
         "error against a fine reference solution on a batch of noise; --search family draws with each grid of a small family "
         "(polynomial in time, quadratic, logsnr, karras) and keeps the one with the lowest FD against the model's data set.",
     )

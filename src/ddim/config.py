@@ -13,7 +13,8 @@ __all__ = ["SPACINGS", "SCHEDULE_KINDS", "PREDICTIONS", "check_prediction", "Tra
            "CompareConfig", "DEFAULT_STEPS", "DEFAULT_SAMPLERS"]
 
 # timestep grids (timesteps.py documents each)
-SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras", "time-quadratic")
+SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras", "time-quadratic",
+                              "quadratic-open")
 SCHEDULE_KINDS: tuple[str, ...] = ("linear", "scaled_linear", "cosine", "sigmoid")  # NoiseSchedule's named constructors
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
 

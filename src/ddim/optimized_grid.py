@@ -136,7 +136,7 @@ def family_grids(schedule: NoiseSchedule, steps: int) -> dict[str, list[int]]:
     for power in FAMILY_POWERS:
         for open_end in (False, True):
             grids[f"time-power {power:g}{' open' if open_end else ''}"] = power_grid(T, steps, power, open_end)
-    for spacing in ("quadratic", "logsnr", "karras"):
+    for spacing in ("quadratic", "quadratic-open", "logsnr", "karras"):
         grids[spacing] = timesteps(T, steps, spacing, schedule.alphas_cumprod).tolist()
     seen, out = set(), {}
     for name, grid in grids.items():

@@ -16,17 +16,18 @@ __all__ = ["Choice", "resolve", "recommended", "RECOMMENDED", "AUTO"]
 
 AUTO = "auto"
 
-# the method and grid per number of model calls, from docs/benchmarks/solver-family.md (7 exact mixtures, the
-# digits and Fashion-MNIST models; see docs/solvers.md): (max calls, method, spacing), first match wins.
-# 4-7 calls: unipc3 on the DDIM paper's quadratic grid was the best or near it on 7 of the 9 test beds (not on
-# 2 far-apart modes in 128-D, nor on Fashion-MNIST, where grids starting at t = T-1 win). 8-12: unipc3 on the
-# time-quadratic grid, better than on log-SNR on 8 of 9 beds at 8 calls. From 15 every good choice ties.
-# 2-3 calls: not measured yet, plain DDIM. No fixed grid is near the best on every bed at 4-5 calls: the grid with the
-# smallest worst-case regret over the mixtures there (time-power 1.25 open, docs/benchmarks/grid-family-unipc3.md) is
-# 7x worse than quadratic on our oracle, so the table keeps quadratic, and a model folder gets grids picked for it by
-# FD (ddim optimize-grid --search family), or a method and grid (--method auto: the shipped Fashion-MNIST model has
-# them for 4-8 calls, digits for 4-5; the authors' UniPC-3 wins there at 4-6 calls, ours on most exact mixtures).
-RECOMMENDED = ((3, "ddim", "uniform"), (7, "unipc3", "quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
+# the method and grid per number of model calls, from docs/benchmarks/solver-family.md and open-grids.md (7 exact
+# mixtures, the digits and Fashion-MNIST models; see docs/solvers.md): (max calls, method, spacing), first match wins.
+# 4-6 calls: the DDIM paper's quadratic curve (from 0.8 T) without the call at t = 0 ("quadratic-open"), with the
+# authors' UniPC-3 (bh2) at 4-5 and our unipc3 at 6. Against "quadratic" (the table before) it gives up 0.03 FD on our
+# 64-D oracle at 5 calls and gains 3.6 on the two-far-modes mixture, where the paper's grid, ending at t = 0, spent a
+# call on a step that moves nothing (open-grids.md: at 5 calls it is within half the best peer's excess on 6 of 7
+# mixtures, and 0.52 of it on the far-modes one). 7: unipc3 on "quadratic". 8-12: unipc3 on time-quadratic, better
+# than on log-SNR on 8 of 9 beds at 8 calls. From 15 every good choice ties. 2-3 calls: not measured yet, plain DDIM.
+# A model folder gets a method and grid picked for it by FD where a search adopted one (ddim optimize-grid --method
+# auto --search family: the shipped Fashion-MNIST model has them for 4-8 calls, digits for 4-5).
+RECOMMENDED = ((3, "ddim", "uniform"), (5, "unipc3-bh2", "quadratic-open"), (6, "unipc3", "quadratic-open"), (7, "unipc3", "quadratic"),
+               (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
 @dataclass(frozen=True)

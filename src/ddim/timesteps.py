@@ -7,6 +7,9 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
 - "quadratic": tau_i = floor((i / (S - 1) * sqrt(0.8 T))^2) (the paper's CIFAR10 grid), with
                collisions pushed apart so that no step repeats (the official code's grid has only
                49 distinct steps at S = 50).
+- "quadratic-open": the same curve without the call at t = 0: tau_i = floor((i / S * sqrt(0.8 T))^2),
+               i = S..1 (the paper's grid of S + 1 steps, less its t = 0), so the last call is at
+               floor(0.8 T / S^2) and the final step jumps from there to alpha-bar 1.
 - "linspace":  round(linspace(0, T - 1, S)), reversed: both ends visited; S = 1 gives [T - 1].
 - "time-quadratic": round((T - 1) (i / (S - 1))^2), collisions pushed apart: quadratic in time over the
                whole range (DPM-Solver's "time_quadratic"), so unlike "quadratic" it starts at t = T - 1
@@ -55,6 +58,8 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
         ascending = np.arange(S) * (T // S)
     elif spacing == "quadratic":
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
+    elif spacing == "quadratic-open":
+        ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S + 1)[1:] ** 2).astype(np.int64), T)
     elif spacing == "time-quadratic":
         if S == 1:
             ascending = np.array([T - 1])
