@@ -69,14 +69,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calls", type=int, nargs="+", default=[4, 5, 6, 7, 8, 10, 12])
-    ap.add_argument("--peers", type=Path, default=Path(__file__).resolve().parent.parent / "docs/benchmarks/solver-family.csv", help="solver_family.py CSV of the same beds")
+    ap.add_argument("--peers", type=Path, default=Path(__file__).resolve().parent.parent / "docs/benchmarks/solver-family.csv",
+                    help="solver_family.py CSV of the same beds")
     ap.add_argument("--name", default="open-grids")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     ap.add_argument("--render", action="store_true", help="only redraw NAME.md from an existing NAME.csv")
     args = ap.parse_args()
     peers = best_peers(args.peers)
     if args.render:
-        rows = [{**r, "calls": int(r["calls"]), "excess": float(r["excess"])} for r in csv.DictReader((args.out / f"{args.name}.csv").open())]
+        rows = [{**r, "calls": int(r["calls"]), "excess": float(r["excess"])}
+                for r in csv.DictReader((args.out / f"{args.name}.csv").open())]
         args.calls = sorted({r["calls"] for r in rows})
     else:
         rows = measure(args, peers)
@@ -107,7 +109,8 @@ def measure(args, peers: dict) -> list[dict]:
 def write_page(args, rows: list[dict], peers: dict) -> None:
     head = command_line("open_grids.py")
     if args.render:  # the numbers come from the run that wrote the CSV: keep its command
-        old = (args.out / f"{args.name}.md").read_text().splitlines()[2].split(" (tables redrawn")[0] if (args.out / f"{args.name}.md").is_file() else ""
+        page = args.out / f"{args.name}.md"
+        old = page.read_text().splitlines()[2].split(" (tables redrawn")[0] if page.is_file() else ""
         head = f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
     lines = [f"# {__doc__.splitlines()[0]}", "", head, "",
              f"Machine: {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}; {args.samples} samples per cell, float64.",
