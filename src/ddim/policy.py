@@ -25,7 +25,7 @@ AUTO = "auto"
 # mixtures, and 0.52 of it on the far-modes one). 7: unipc3 on "quadratic". 8-12: unipc3 on time-quadratic, better
 # than on log-SNR on 8 of 9 beds at 8 calls. From 15 every good choice ties. 2-3 calls: not measured yet, plain DDIM.
 # A model folder gets a method and grid picked for it by FD where a search adopted one (ddim optimize-grid --method
-# auto --search family: the shipped Fashion-MNIST model has them for 4-8 calls, digits for 4-5).
+# auto --search family: the shipped Fashion-MNIST model has them for 4-8 and 10 calls, digits for 4-5).
 RECOMMENDED = ((3, "ddim", "uniform"), (5, "unipc3-bh2", "quadratic-open"), (6, "unipc3", "quadratic-open"), (7, "unipc3", "quadratic"),
                (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
