@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from _tables import command_line, write_csv
-from solver_family import BEDS, limit_parts, mixture_bed
+from solver_family import BEDS, limit_parts, mixture_bed, read_csv
 
 import ddim
 
@@ -50,11 +50,9 @@ METHODS = ("unipc3", "unipc3-bh2")
 def best_peers(path: Path) -> dict:
     """(bed, calls) -> the lowest excess of any peer sampler in a solver_family.py CSV."""
     best: dict = {}
-    if path.exists():
-        for r in csv.DictReader(path.open()):
-            if not r["sampler"].startswith("ours"):
-                key = (r["bed"], int(r["calls"]))
-                best[key] = min(best.get(key, float("inf")), float(r["excess"]))
+    for r in read_csv(path) if path.exists() else []:
+        if not r["sampler"].startswith("ours"):
+            best[(r["bed"], r["calls"])] = min(best.get((r["bed"], r["calls"]), float("inf")), r["excess"])
     return best
 
 
