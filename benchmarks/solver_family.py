@@ -45,7 +45,8 @@ BEDS = {  # name -> GaussianMixture.random arguments
 OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("dpm++2m", "logsnr"), ("dpm++2m", "quadratic"), ("dpm++2m", "linspace"),
         ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc", "linspace"), ("unipc3", "logsnr"), ("unipc3", "quadratic"),
         ("unipc3", "time-quadratic"), ("unipc3", "linspace"), ("unipc-bh2", "trailing"), ("unipc-bh2", "quadratic"), ("unipc-bh1", "trailing"),
-        ("unipc3", "quadratic-open"), ("unipc3-bh2", "quadratic-open")]
+        ("unipc3", "quadratic-open"), ("unipc3-bh2", "quadratic-open"), ("ipndm", "time-quadratic"), ("ipndm3", "time-quadratic"),
+        ("ipndm3", "quadratic")]
 
 
 def ours(method: str, spacing: str):
@@ -63,25 +64,27 @@ def auto(model, sched, x_T, calls, folder=None):
     return ddim.sample(model, sched, x_T, steps=choice.steps, method=choice.method, spacing=choice.spacing, timesteps=choice.timesteps)
 
 
-def kdiff(grid: str):
+def kdiff(grid: str, sampler: str = "dpmpp_2m"):
+    """k-diffusion's ``sample_<sampler>`` on its Karras grid (rho 7 between the model's sigma_min and sigma_max) or on one of
+    our integer grids (then sigma = 0)."""
     def run(model, sched, x_T, calls):
-        if grid == "karras":  # k-diffusion's recommended grid: rho 7 between the model's sigma_min and sigma_max
+        if grid == "karras":
             ks, _ = __import__("_peers").kdiffusion()
             ab = sched.alphas_cumprod.to(x_T.dtype)
             s = ((1 - ab) / ab).sqrt()
             sigmas = ks.get_sigmas_karras(calls, s[0].item(), s[-1].item(), device="cpu").to(x_T.dtype)
-            return _k_on_sigmas(ks, model, sched, x_T, sigmas)
-        return k_sample("dpmpp_2m", model, sched, x_T, ddim.timesteps(len(sched), calls, "logsnr", sched.alphas_cumprod))
+            return _k_on_sigmas(ks, model, sched, x_T, sigmas, sampler)
+        return k_sample(sampler, model, sched, x_T, ddim.timesteps(len(sched), calls, grid, sched.alphas_cumprod))
 
     return run
 
 
-def _k_on_sigmas(ks, model, sched, x_T, sigmas):
+def _k_on_sigmas(ks, model, sched, x_T, sigmas, sampler: str = "dpmpp_2m"):
     from _peers import kdiffusion
 
     _, ke = kdiffusion()
     denoiser = ke.DiscreteEpsDDPMDenoiser(model, sched.alphas_cumprod.to(x_T.dtype), quantize=True)
-    return ks.sample_dpmpp_2m(denoiser, x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas, disable=True)
+    return getattr(ks, f"sample_{sampler}")(denoiser, x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas, disable=True)
 
 
 def diffusers_run(kind: str, **options):
@@ -105,6 +108,9 @@ SAMPLERS = {
     **{f"ours {m} ({sp})": ours(m, sp) for m, sp in OURS},
     "k-diffusion dpmpp_2m (karras)": kdiff("karras"),
     "k-diffusion dpmpp_2m (our logsnr)": kdiff("logsnr"),
+    # k-diffusion's linear multistep (order 4, variable-step weights in sigma = sbar): the peer nearest iPNDM
+    "k-diffusion lms (karras)": kdiff("karras", "lms"),
+    "k-diffusion lms (our time-quadratic)": kdiff("time-quadratic", "lms"),
     "diffusers DPM++ 2M": diffusers_run("dpm", solver_order=2),
     "diffusers DPM++ 3M": diffusers_run("dpm", solver_order=3),
     "diffusers UniPC bh2": diffusers_run("unipc", solver_order=2, solver_type="bh2"),
@@ -220,9 +226,9 @@ def regret_table(rows: list[dict], budgets) -> list[str]:
                 parts.append("—")
                 continue
             a = cell[(bed, "ours auto", c)]
-            peer = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c and not s.startswith("ours"))
+            peers = [v for (b, s, cc), v in cell.items() if b == bed and cc == c and not s.startswith("ours")]
             best = min(v for (b, s, cc), v in cell.items() if b == bed and cc == c)
-            parts.append(f"{a:+.4f} / {best:+.4f} / {peer:+.4f}")
+            parts.append(f"{a:+.4f} / {best:+.4f} / " + (f"{min(peers):+.4f}" if peers else "—"))  # no peer rows: a run of ours only
         lines.append(f"| {bed} | " + " | ".join(parts) + " |")
     return lines
 

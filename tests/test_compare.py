@@ -89,7 +89,7 @@ def test_cells_of_one_seed_share_x_T_and_seeds_differ(tiny_digits, tmp_path, cap
     "extra, message",
     [
         (["--eta", "2"], "eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got 2.0"),
-        (["--eta", "fast"], "sampler 'fast' is neither a DDIM eta (a number in [0, 1]) nor a method (ddim, ddpm, sigma-hat, dpm++2m, dpm++3m, dpm++2m-sde, dpm++3m-sde, unipc, unipc3, unipc-bh1, unipc-bh2, unipc3-bh1, unipc3-bh2, heun)"),
+        (["--eta", "fast"], "sampler 'fast' is neither a DDIM eta (a number in [0, 1]) nor a method (ddim, ddpm, sigma-hat, dpm++2m, dpm++3m, dpm++2m-sde, dpm++3m-sde, unipc, unipc3, unipc-bh1, unipc-bh2, unipc3-bh1, unipc3-bh2, ipndm, ipndm3, heun)"),
         (["--eta", "0", "0.0"], "the same sampler is listed twice in ['0', '0.0']"),
         (["--steps", "0", "10"], "steps must be an integer in 1..1000 (the model's training steps), got 0"),
         (["-n", "2"], "--num-images must be at least 4 (metrics need a few samples), got 2"),

@@ -98,6 +98,10 @@ _ENTRIES = [
            _solver("UniPC", "bh1", 3), order=3),  # 3, not 4: its lower-order final steps (tests/test_solvers.py)
     Method("unipc3-bh2", "UniPC-3 as its authors write it: UniP-3 predictor + UniC corrector with B(h) = e^h - 1, 1 call/step",
            _solver("UniPC", "bh2", 3), order=3),
+    Method("ipndm", "iPNDM (DEIS paper): Adams-Bashforth up to order 4 on eps against sigma/alpha with equal-step weights, "
+           "lower-order warm start and lower-order final steps, 1 call/step",
+           _solver("IPNDM", 4), order=3),  # 3, not 4: its lower-order final steps (tests/test_solvers.py)
+    Method("ipndm3", "iPNDM with Adams-Bashforth up to order 3 (else as ipndm), 1 call/step", _solver("IPNDM", 3), order=3),
     Method("heun", "Heun's 2nd-order method on x/alpha vs sigma/alpha (EDM); 2 calls/step, the last step 1", _stepper("HeunStep"),
            order=2, calls_per_step=2),
 ]
