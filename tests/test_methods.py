@@ -49,7 +49,7 @@ def test_unknown_method_lists_the_registry(linear):
 
 
 # --------------------------------------------------------------------------- the auto policy
-@pytest.mark.parametrize("calls", [1, 3, 5, 6, 7, 8, 10, 50])
+@pytest.mark.parametrize("calls", [1, 3, 5, 6, 7, 8, 10, 12, 50])
 def test_auto_in_the_library_is_the_measured_table(linear, mixture, gen, calls):
     model = mixture.denoiser(linear)
     x_T = torch.randn(8, 6, generator=gen(0), dtype=torch.float64)
@@ -62,7 +62,7 @@ def test_auto_in_the_library_is_the_measured_table(linear, mixture, gen, calls):
 
 def test_auto_resolution_rules(tmp_path):
     assert resolve("auto", "auto", 10) == resolve("auto", "auto", 10, folder=tmp_path)  # a folder without grids.json: the table
-    assert resolve("auto", "auto", 10).method == RECOMMENDED[-1][1]
+    assert (resolve("auto", "auto", 10).method, resolve("auto", "auto", 20).method) == ("ipndm3", RECOMMENDED[-1][1])
     c = resolve("auto", "auto", 20, eta=0.5)
     assert (c.method, c.spacing) == ("ddim", "uniform")  # eta applies to ddim only
     assert resolve("auto", "karras", 20).spacing == "karras"  # an explicit spacing is kept

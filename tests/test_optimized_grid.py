@@ -162,7 +162,8 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3-bh2", "optimized"), (5, "unipc3-bh2", "optimized"),
-                                                    (6, "unipc3", "quadratic-open"), (10, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
+                                                    (6, "unipc3", "quadratic-open"), (9, "ipndm3", "time-quadratic"), (10, "unipc3", "optimized"),
+                                                    (12, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, method, spacing):
     import numpy as np
 
@@ -172,9 +173,10 @@ def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, meth
     assert code == 0, capsys.readouterr().err
     saved = np.load(tmp_path / "s" / "samples.npz")
     assert (str(saved["method"]), str(saved["spacing"])) == (method, spacing)
-    if spacing == "optimized":  # shipped, picked by FD (docs/solvers.md): the authors' UniPC-3 at 4 and 5 calls; from 6 the search
-        # kept the table's choice
-        assert saved["timesteps"].tolist() == load_auto(ddim.load("digits").path, steps)[1] == {4: [800, 355, 88, 0], 5: [999, 639, 360, 160, 40]}[steps]
+    if spacing == "optimized":  # shipped, picked by FD (docs/solvers.md): the authors' UniPC-3 at 4 and 5 calls, unipc3 on an open
+        # grid at 8 and 10 (where the table has ipndm3); at 6, 7 and 12 the search kept the table's choice
+        assert saved["timesteps"].tolist() == load_auto(ddim.load("digits").path, steps)[1] == {
+            4: [800, 355, 88, 0], 5: [999, 639, 360, 160, 40], 10: [999, 809, 639, 490, 360, 250, 160, 90, 40, 10]}[steps]
 
 
 @pytest.mark.slow
@@ -202,8 +204,8 @@ def test_reference_steps_must_exceed_the_fitted_steps(capsys):
 def test_info_lists_the_grids_auto_would_use(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DDIM_CACHE", str(tmp_path / "cache"))
     assert main(["info", "digits"]) == 0
-    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5; auto calls=4 5\n" in capsys.readouterr().out  # at the other budgets the
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5; auto calls=4 5 8 10\n" in capsys.readouterr().out  # at the other budgets the
     # searches kept the table's grid (unipc3) or its method and grid (auto)
     save_grid(ddim.load("digits").path, "unipc3", 9, {"grid": [999, 500, 0], "choice": "time-power 2"})  # to the user cache
     assert main(["info", "digits"]) == 0
-    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5 9; auto calls=4 5\n" in capsys.readouterr().out
+    assert "fitted_grids   unipc S=5 8 10 15 20; unipc3 S=5 9; auto calls=4 5 8 10\n" in capsys.readouterr().out

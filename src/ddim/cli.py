@@ -212,7 +212,7 @@ def _add_optimize_grid(sub) -> None:
     p.add_argument("--method", default="unipc", help="deterministic method (default unipc), or auto with --search family: search "
                    "method x grid over --methods for what 'ddim sample --method auto' draws with at each budget")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help="--method auto: the methods to try (default: unipc3 unipc3-bh2)")
+                   help="--method auto: the methods to try (default: unipc3 unipc3-bh2 ipndm3)")
     p.add_argument("--steps", type=int, nargs="+", required=True, help="step counts to fit, e.g. 5 10 20 (model calls with --method auto)")
     p.add_argument("--images", type=int, default=128, help="noise samples in the fitting batch and in the check batch (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fitting batch; the check batch uses seed + 1")

@@ -44,7 +44,7 @@ __all__ = ["optimize_grid", "pick_grid", "check_methods", "family_grids", "FAMIL
 
 GRIDS_FILE = "grids.json"
 AUTO_KEY = "auto"  # grids.json's entry for method x grid searches, keyed by model calls; each names its method
-AUTO_METHODS = ("unipc3", "unipc3-bh2")  # the methods such a search tries by default (ddim optimize-grid --method auto)
+AUTO_METHODS = ("unipc3", "unipc3-bh2", "ipndm3")  # the methods such a search tries by default (ddim optimize-grid --method auto)
 
 
 def _loss(model, schedule, x_T: Tensor, ref: Tensor, grid: list[int], method: str, prediction: str) -> float:
