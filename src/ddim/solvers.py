@@ -174,7 +174,25 @@ def phi(k: int, z: float) -> float:
     return value
 
 
-class UniPC:
+class _LowerOrderFinal:
+    """Lower-order final steps: a multistep method told the length of its run (``plan``, which ``Method.start`` calls)
+    takes the k-th step from the end at order at most k, so the step onto alpha-bar 1 is the data prediction itself."""
+
+    steps_left: int | None = None  # None (not told): only the step onto alpha-bar 1 is of lower order
+
+    def plan(self, steps: int) -> None:
+        """Told the number of steps of the run before the first."""
+        self.steps_left = steps
+
+    def _capped(self, order: int) -> int:
+        """``order``, at most the number of steps left (this one included); counts this step off."""
+        if self.steps_left is not None:
+            order = min(order, self.steps_left)
+            self.steps_left -= 1
+        return order
+
+
+class UniPC(_LowerOrderFinal):
     """UniPC (Zhao et al. 2023) of order 1-3 as its authors write it, in data prediction: the UniP-p predictor and
     the UniC corrector, with B(h) = h ("bh1") or e^h - 1 ("bh2"). In lambda, with h = lambda_prev - lambda_t, the
     data predictions m (newest m_t; older m_k at r_k = (lambda_k - lambda_t) / h < 0) and D_k = (m_k - m_t) / r_k:
@@ -200,11 +218,6 @@ class UniPC:
         self.variant, self.order = variant, order
         self.history: list[tuple[float, Tensor]] = []  # (lambda, x0_hat), newest first, at most ``order``
         self.last: tuple[Tensor, float, float, int] | None = None  # the last predictor step: (x_t, lambda_t, sigma_t, its order)
-        self.steps_left: int | None = None  # set by ``plan``; None (not told): only the last step is of lower order
-
-    def plan(self, steps: int) -> None:
-        """Told the number of steps of the run before the first (``Method.start`` does)."""
-        self.steps_left = steps
 
     def _b(self, h: float) -> float:
         """B(hh) at hh = -h: -h (bh1) or e^-h - 1 (bh2)."""
@@ -238,10 +251,7 @@ class UniPC:
             x_s, lam_s, sigma_s, order = self.last
             x = self._update(x_s, lam_s, sigma_s, lam_t, alpha_t, sigma_t, order, x0)
         self.history = [(lam_t, x0)] + self.history[: self.order - 1]
-        order = len(self.history)
-        if self.steps_left is not None:
-            order = min(order, self.steps_left)
-            self.steps_left -= 1
+        order = self._capped(len(self.history))
         if ab_prev >= 1.0:
             return x0, 0.0
         lam_prev, alpha_prev, sigma_prev = lambda_of(ab_prev), math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
@@ -254,7 +264,7 @@ class UniPC:
 ADAMS_BASHFORTH = {1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
 
 
-class IPNDM:
+class IPNDM(_LowerOrderFinal):
     """iPNDM (Zhang & Chen 2022, the "improved PNDM" of the DEIS paper): Adams-Bashforth on the DDIM ODE written in
     xbar = x / alpha against sbar = sigma / alpha, where it reads d xbar / d sbar = eps_hat. One step:
 
@@ -276,18 +286,10 @@ class IPNDM:
             raise ValueError(f"iPNDM order must be 1 to 4, got {order}")
         self.order = order
         self.history: list[Tensor] = []  # eps_hat, newest first, at most ``order``
-        self.steps_left: int | None = None  # set by ``plan``; None (not told): only the last step is of lower order
-
-    def plan(self, steps: int) -> None:
-        """Told the number of steps of the run before the first (``Method.start`` does)."""
-        self.steps_left = steps
 
     def step(self, x: Tensor, eps: Tensor, x0: Tensor, ab_t: float, ab_prev: float, evaluate=None) -> tuple[Tensor, float]:
         self.history = [eps] + self.history[: self.order - 1]
-        k = len(self.history)
-        if self.steps_left is not None:
-            k = min(k, self.steps_left)
-            self.steps_left -= 1
+        k = self._capped(len(self.history))
         if ab_prev >= 1.0:
             return x0, 0.0
         alpha_t, alpha_prev = math.sqrt(ab_t), math.sqrt(ab_prev)
