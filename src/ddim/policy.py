@@ -29,7 +29,7 @@ AUTO = "auto"
 # unipc3 on time-quadratic (at 12 calls both reach the mixtures' limit, and unipc3 is better on both models). From 15
 # every good choice ties. 2-3 calls: not measured yet, plain DDIM.
 # A model folder gets a method and grid picked for it by FD where a search adopted one (ddim optimize-grid --method
-# auto --search family: the shipped Fashion-MNIST model has them for 4-8 and 10 calls, digits for 4-5, 8 and 10).
+# auto --search family: the shipped Fashion-MNIST model has them for 4-8, 10 and 12 calls, digits for 4-5, 8 and 10).
 RECOMMENDED = ((3, "ddim", "uniform"), (5, "unipc3-bh2", "quadratic-open"), (6, "unipc3", "quadratic-open"), (7, "unipc3", "quadratic"),
                (10, "ipndm3", "time-quadratic"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
