@@ -26,3 +26,13 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 def command_line(script: str) -> str:
     """'Command: `python benchmarks/SCRIPT args`', the first line of every benchmark page."""
     return f"Command: `python benchmarks/{script} " + shlex.join(sys.argv[1:]) + "`"
+
+
+def page_command(script: str, page: Path, render: bool, line: int = 0) -> str:
+    """The page's command line: this run's, or on a redraw from the CSV (``render``) the command of the run that measured
+    the numbers (line ``line`` of the existing ``page``), with how the page was redrawn."""
+    head = command_line(script)
+    if not render:
+        return head
+    old = page.read_text().splitlines()[line].split(" (tables redrawn")[0] if page.is_file() else ""
+    return f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"

@@ -20,7 +20,7 @@ import csv
 from pathlib import Path
 
 import torch
-from _tables import command_line, write_csv
+from _tables import page_command, write_csv
 from solver_family import BEDS, limit_parts, mixture_bed, read_csv
 
 import ddim
@@ -105,11 +105,7 @@ def measure(args, peers: dict) -> list[dict]:
 
 
 def write_page(args, rows: list[dict], peers: dict) -> None:
-    head = command_line("open_grids.py")
-    if args.render:  # the numbers come from the run that wrote the CSV: keep its command
-        page = args.out / f"{args.name}.md"
-        old = page.read_text().splitlines()[2].split(" (tables redrawn")[0] if page.is_file() else ""
-        head = f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
+    head = page_command("open_grids.py", args.out / f"{args.name}.md", args.render, line=2)
     lines = [f"# {__doc__.splitlines()[0]}", "", head, "",
              f"Machine: {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}; {args.samples} samples per cell, float64.",
              "Entries: FD above the bed's common limit (the x_T and limits of solver-family.md). Best peer: the lowest excess",

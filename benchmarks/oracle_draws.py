@@ -15,11 +15,11 @@ worst ratio of `auto`'s excess to the best peer's (the target there is 0.5).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
-from _tables import command_line, write_csv
-from solver_family import SAMPLERS, mixture_rows
+import torch
+from _tables import page_command, write_csv
+from solver_family import SAMPLERS, mixture_rows, read_csv
 
 SHAPES = {  # GaussianMixture.random arguments besides dim, modes and seed
     "default": dict(),
@@ -74,8 +74,7 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only redraw NAME.md from an existing NAME.csv")
     args = ap.parse_args()
     if args.render:
-        rows = [{**r, "calls": int(r["calls"]), "excess": float(r["excess"]), "limit": float(r["limit"]), "value": float(r["value"])}
-                for r in csv.DictReader((args.out / f"{args.name}.csv").open())]
+        rows = read_csv(args.out / f"{args.name}.csv")
         args.calls = sorted({r["calls"] for r in rows})
     else:
         samplers = {s: SAMPLERS[s] for s in OURS + PEERS}
@@ -85,13 +84,14 @@ def main() -> None:
             rows += mixture_rows(bed_name(shape, modes, seed), kw, args.samples, samplers, args.calls)
         args.out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, args.out / f"{args.name}.csv")
-    import torch
-
-    text = [command_line("oracle_draws.py"), "",
-            f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. {args.samples} samples per cell, float64.",
+    page = args.out / f"{args.name}.md"
+    machine = f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. {args.samples} samples per cell, float64."
+    if args.render and page.is_file():  # the machine that measured the numbers
+        machine = page.read_text().splitlines()[2]
+    text = [page_command("oracle_draws.py", page, args.render), "", machine,
             "", __doc__.split("\n\n")[1], "", "## How often each sampler is at the limit", "", *summary(rows, args.calls), "",
             "## Per bed: FD above the limit", "", *table(rows, args.calls), ""]
-    (args.out / f"{args.name}.md").write_text("\n".join(text))
+    page.write_text("\n".join(text))
     print("\n".join(text))
 
 

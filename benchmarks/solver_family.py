@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _peers import k_sample
-from _tables import command_line, write_csv
+from _tables import page_command, write_csv
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
@@ -284,10 +284,7 @@ def current_auto(rows: list[dict]) -> list[dict]:
 
 def write_markdown(args, rows) -> None:
     rows = current_auto(rows)
-    head = command_line("solver_family.py")
-    if args.render:  # the numbers come from the run that wrote the CSV: keep its command, say how this page was redrawn
-        old = (args.out / f"{args.name}.md").read_text().splitlines()[0] if (args.out / f"{args.name}.md").is_file() else ""
-        head = f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
+    head = page_command("solver_family.py", args.out / f"{args.name}.md", args.render)
     lines = [head, "",
              f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
              f"{args.samples} samples per mixture cell, float64.", "",
