@@ -133,8 +133,20 @@ def test_power_grid_starts_at_T_minus_1_with_S_distinct_steps(power, open_end):
     assert power_grid(1000, 5, 3.0, open_end=True)[-1] == round(999 / 125)
 
 
+def test_quadratic_0_9_is_time_quadratic_from_0_9_T():
+    for S in (2, 5, 8, 10, 50, 900, 1000):
+        assert timesteps(1000, S, "quadratic-0.9").tolist() == power_grid(1000, S, 2.0, start=0.9)
+    # 0.9 * 999 * (i / 7)^2, rounded: between time-quadratic's start at 999 and the DDIM paper's at 800
+    assert timesteps(1000, 8, "quadratic-0.9").tolist() == [899, 661, 459, 294, 165, 73, 18, 0]
+    assert timesteps(1000, 8, "time-quadratic")[0] == 999 and timesteps(1000, 8, "quadratic")[0] == 800
+    assert timesteps(1000, 1, "quadratic-0.9").tolist() == [999]  # one step starts from the noisiest level
+    assert power_grid(1000, 4, 1.0, start=0.5) == [500, 333, 166, 0]
+
+
 def test_power_grid_bad_input():
     with pytest.raises(ValueError, match=r"steps must be an integer in 1\.\.1000 \(the model's training steps\), got 0"):
         power_grid(1000, 0, 2.0)
     with pytest.raises(ValueError, match="power must be positive, got -1"):
         power_grid(1000, 5, -1)
+    with pytest.raises(ValueError, match=r"start must be a fraction of T - 1 in \(0, 1\], got 1\.5"):
+        power_grid(1000, 5, 2.0, start=1.5)
