@@ -46,7 +46,7 @@ OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("dpm++2m", "logsnr"), ("dpm
         ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc", "linspace"), ("unipc3", "logsnr"), ("unipc3", "quadratic"),
         ("unipc3", "time-quadratic"), ("unipc3", "linspace"), ("unipc-bh2", "trailing"), ("unipc-bh2", "quadratic"), ("unipc-bh1", "trailing"),
         ("unipc3", "quadratic-open"), ("unipc3-bh2", "quadratic-open"), ("ipndm", "time-quadratic"), ("ipndm3", "time-quadratic"),
-        ("ipndm3", "quadratic")]
+        ("ipndm3", "quadratic"), ("ipndm3", "quadratic-0.9")]
 
 
 def ours(method: str, spacing: str):
