@@ -12,9 +12,9 @@ beds where it is within 5% of the limit (the issue's target at 8 and 10 calls) a
 
 `--draws held-out` draws twelve more 64-D mixtures of the default shape (seeds 200-211; 5, 10, 20 and 8 modes), 2,000
 x_T each, float64. They were drawn after the 8-10-call grid (`quadratic-0.9`) was chosen on the nine of
-oracle-draws.md and the seven of solver_family.py, to check that choice on beds it was not picked on. At 12 calls
-they are not held out: the choice there (the same sampler, where the table had `unipc3` on time-quadratic) was made
-looking at them too.
+oracle-draws.md and the seven of solver_family.py, to check that choice on beds it was not picked on. At 12 calls,
+where `auto` stays `unipc3` on time-quadratic, they were looked at when `ipndm3` on `quadratic-0.9` was tried there
+(docs/solvers.md: not kept).
 
     python benchmarks/oracle_draws.py --calls 5 8 10 12 --out docs/benchmarks           # about 8 minutes on 1 thread
     python benchmarks/oracle_draws.py --calls 5 8 10 12 --draws held-out --name oracle-draws-heldout --out docs/benchmarks

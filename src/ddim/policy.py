@@ -22,19 +22,21 @@ AUTO = "auto"
 # authors' UniPC-3 (bh2) at 4-5 and our unipc3 at 6. Against "quadratic" (the table before) it gives up 0.03 FD on our
 # 64-D oracle at 5 calls and gains 3.6 on the two-far-modes mixture, where the paper's grid, ending at t = 0, spent a
 # call on a step that moves nothing (open-grids.md: at 5 calls it is within half the best peer's excess on 6 of 7
-# mixtures, and 0.52 of it on the far-modes one). 7: unipc3 on "quadratic". 8-12: iPNDM (ipndm3) on "quadratic-0.9"
+# mixtures, and 0.52 of it on the far-modes one). 7: unipc3 on "quadratic". 8-10: iPNDM (ipndm3) on "quadratic-0.9"
 # (time-quadratic from 0.9 T): on the exact mixtures iPNDM reaches the limit at 8 calls where unipc3 did not (our 64-D
 # oracle 0.0000 vs 0.0044 above it on time-quadratic, solver-family-ipndm.md); starting at 0.9 T rather than T - 1 puts
-# it within 5% of the limit on 6 of 12 held-out 64-D mixtures at 8 calls (3 from T - 1), 10 of 12 at 10 calls (8) and
-# 11 of 12 at 12 calls (unipc3 on time-quadratic, the table before at 11-12: 7), oracle-draws-heldout.md. On the
-# learned models iPNDM on time-quadratic was worse than unipc3 (solver-family-digits-ipndm.md,
-# solver-family-fashion-ipndm.md); on quadratic-0.9 it is not, at 9 calls on both and at 11-12 on digits (11 on
-# Fashion-MNIST; solver-family-*-q09*.md). From 15 every good choice ties: unipc3 on logsnr. 2-3 calls: not measured
-# yet, plain DDIM.
+# it within 5% of the limit on 6 of 12 held-out 64-D mixtures at 8 calls (3 from T - 1) and 10 of 12 at 10 calls (8),
+# oracle-draws-heldout.md. A grid that starts below T - 1 reads x_T as a draw at its first level, an error that does
+# not shrink with more calls: on the far-modes mixture ipndm3 on quadratic-0.9 goes from 0.51 below the limit at 8
+# calls to 0.10 above it at 12 and 0.90 at 20 (solver-family-q09.md), so from 11 calls the table starts at T - 1 again.
+# On the learned models iPNDM on time-quadratic was worse than unipc3 (solver-family-digits-ipndm.md,
+# solver-family-fashion-ipndm.md); on quadratic-0.9 at 9 calls it is not (solver-family-*-q09.md), and at 8 and 10 the
+# shipped models have their own picks. 11-12: unipc3 on time-quadratic (the minimax choice of solver-family-q09.md
+# there). From 13 every good choice ties: unipc3 on logsnr. 2-3 calls: not measured yet, plain DDIM.
 # A model folder gets a method and grid picked for it by FD where a search adopted one (ddim optimize-grid --method
 # auto --search family: the shipped Fashion-MNIST model has them for 4-8, 10 and 12 calls, digits for 4-5, 8 and 10).
 RECOMMENDED = ((3, "ddim", "uniform"), (5, "unipc3-bh2", "quadratic-open"), (6, "unipc3", "quadratic-open"), (7, "unipc3", "quadratic"),
-               (12, "ipndm3", "quadratic-0.9"), (10**9, "unipc3", "logsnr"))
+               (10, "ipndm3", "quadratic-0.9"), (12, "unipc3", "time-quadratic"), (10**9, "unipc3", "logsnr"))
 
 
 @dataclass(frozen=True)

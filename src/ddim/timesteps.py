@@ -92,7 +92,8 @@ def power_grid(T: int, S: int, power: float, open_end: bool = False, start: floa
     step jumps from there to alpha-bar 1 (as diffusers' schedulers do with ``final_sigmas_type="zero"``): the call at
     t = 0, whose data prediction barely differs from its input, goes to the range above instead. ``start`` < 1 begins
     below the noisiest level and reads x_T as a draw at t_0 (as the DDIM paper's grid does from 0.8 T): the call at
-    T - 1 moves little on data whose scale is far below sigma/alpha there (156 on the linear schedule). Collisions
+    T - 1 moves little on data whose scale is far below sigma/alpha there (156 on the linear schedule), but the
+    mismatch is an error that more calls do not remove (docs/solvers.md: far modes at 12-20 calls). Collisions
     near t = 0 (high powers, many steps) are pushed apart, so the grid has exactly S distinct steps; S = 1 gives
     [T - 1] whatever ``start`` is (a single step must begin at the noisiest level).
     """
