@@ -49,6 +49,7 @@ __all__ = ["SPACINGS", "timesteps", "power_grid", "check_timesteps"]
 
 SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
 KARRAS_RHO = 7.0
+TIME_QUADRATIC_STARTS = {"time-quadratic": 1.0, "quadratic-0.9": 0.9}  # power_grid(T, S, 2, start) as a named spacing
 
 
 def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor | np.ndarray | None = None) -> Tensor:
@@ -64,13 +65,8 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
     elif spacing == "quadratic-open":
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S + 1)[1:] ** 2).astype(np.int64), T)
-    elif spacing == "time-quadratic":
-        if S == 1:
-            ascending = np.array([T - 1])
-        else:
-            ascending = _spread(np.round((T - 1) * np.linspace(0.0, 1.0, S) ** 2).astype(np.int64), T)
-    elif spacing == "quadratic-0.9":
-        ascending = np.array(power_grid(T, S, 2.0, start=0.9)[::-1])
+    elif spacing in TIME_QUADRATIC_STARTS:
+        ascending = np.array(power_grid(T, S, 2.0, start=TIME_QUADRATIC_STARTS[spacing])[::-1])
     elif spacing == "linspace":
         ends = (0, T - 1) if S > 1 else (T - 1, T - 1)  # a single step starts from the noisiest one
         ascending = np.round(np.linspace(*ends, S)).astype(np.int64)
