@@ -143,6 +143,18 @@ def test_quadratic_0_9_is_time_quadratic_from_0_9_T():
     assert power_grid(1000, 4, 1.0, start=0.5) == [500, 333, 166, 0]
 
 
+def test_quadratic_top_is_the_curve_from_0_8_T_with_its_first_call_at_T_minus_1():
+    for S in (2, 5, 11, 12, 50, 900, 1000):
+        g = timesteps(1000, S, "quadratic-top").tolist()
+        assert g == power_grid(1000, S, 2.0, start=0.8, top=True)
+        assert g[0] == 999 and g[1:] == power_grid(1000, S, 2.0, start=0.8)[1:]  # only the first level moves
+    # 0.8 * 999 * (i / 11)^2, rounded, below the first level: a long first step 999 -> 660
+    assert timesteps(1000, 12, "quadratic-top").tolist() == [999, 660, 535, 423, 324, 238, 165, 106, 59, 26, 7, 0]
+    assert timesteps(1000, 1, "quadratic-top").tolist() == [999]
+    assert power_grid(10, 10, 2.0, start=0.8, top=True) == list(range(9, -1, -1))  # every step: still S distinct ones
+    assert power_grid(1000, 5, 2.0, top=True) == power_grid(1000, 5, 2.0)  # from T - 1 already: nothing to move
+
+
 def test_power_grid_bad_input():
     with pytest.raises(ValueError, match=r"steps must be an integer in 1\.\.1000 \(the model's training steps\), got 0"):
         power_grid(1000, 0, 2.0)

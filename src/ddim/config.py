@@ -14,7 +14,7 @@ __all__ = ["SPACINGS", "SCHEDULE_KINDS", "PREDICTIONS", "check_prediction", "Tra
 
 # timestep grids (timesteps.py documents each)
 SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "linspace", "trailing", "logsnr", "karras", "time-quadratic",
-                              "quadratic-open", "quadratic-0.9")
+                              "quadratic-open", "quadratic-0.9", "quadratic-top")
 SCHEDULE_KINDS: tuple[str, ...] = ("linear", "scaled_linear", "cosine", "sigmoid")  # NoiseSchedule's named constructors
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
 

@@ -14,6 +14,9 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
                "time-quadratic" but from 0.9 (T - 1), between it and the DDIM paper's start at 0.8 T
                (``power_grid(T, S, 2, start=0.9)``; at 8-10 calls it measured better than both on 64-D
                exact mixtures, docs/solvers.md). S = 1 gives [T - 1].
+- "quadratic-top": round(0.8 (T - 1) (i / (S - 1))^2) with the first level moved to T - 1: the DDIM paper's
+               curve from 0.8 T, but x_T is read at the level it is drawn at and the first step is one long
+               step from there (``power_grid(T, S, 2, start=0.8, top=True)``; unipc3's grid at 11-12 calls).
 - "linspace":  round(linspace(0, T - 1, S)), reversed: both ends visited; S = 1 gives [T - 1].
 - "time-quadratic": round((T - 1) (i / (S - 1))^2), collisions pushed apart: quadratic in time over the
                whole range (DPM-Solver's "time_quadratic"), so unlike "quadratic" it starts at t = T - 1
@@ -49,7 +52,8 @@ __all__ = ["SPACINGS", "timesteps", "power_grid", "check_timesteps"]
 
 SCHEDULE_SPACINGS = ("logsnr", "karras")  # need the schedule's alpha-bars
 KARRAS_RHO = 7.0
-TIME_QUADRATIC_STARTS = {"time-quadratic": 1.0, "quadratic-0.9": 0.9}  # power_grid(T, S, 2, start) as a named spacing
+QUADRATIC_CURVES = {"time-quadratic": (1.0, False), "quadratic-0.9": (0.9, False),  # power_grid(T, S, 2, start, top)
+                    "quadratic-top": (0.8, True)}                                  # as a named spacing
 
 
 def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor | np.ndarray | None = None) -> Tensor:
@@ -65,8 +69,9 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S) ** 2).astype(np.int64), T)
     elif spacing == "quadratic-open":
         ascending = _spread(np.floor(np.linspace(0.0, np.sqrt(0.8 * T), S + 1)[1:] ** 2).astype(np.int64), T)
-    elif spacing in TIME_QUADRATIC_STARTS:
-        ascending = np.array(power_grid(T, S, 2.0, start=TIME_QUADRATIC_STARTS[spacing])[::-1])
+    elif spacing in QUADRATIC_CURVES:
+        start, top = QUADRATIC_CURVES[spacing]
+        ascending = np.array(power_grid(T, S, 2.0, start=start, top=top)[::-1])
     elif spacing == "linspace":
         ends = (0, T - 1) if S > 1 else (T - 1, T - 1)  # a single step starts from the noisiest one
         ascending = np.round(np.linspace(*ends, S)).astype(np.int64)
@@ -80,7 +85,7 @@ def timesteps(T: int, S: int, spacing: str = "uniform", alphas_cumprod: Tensor |
     return torch.from_numpy(ascending[::-1].copy()).long()
 
 
-def power_grid(T: int, S: int, power: float, open_end: bool = False, start: float = 1.0) -> list[int]:
+def power_grid(T: int, S: int, power: float, open_end: bool = False, start: float = 1.0, top: bool = False) -> list[int]:
     """A grid polynomial in time: t_i = round(start (T - 1) u_i^power), starting at start (T - 1), decreasing.
 
     ``open_end=False``: u_i = (S - 1 - i) / (S - 1), so the last call is at t = 0 (power 1 is "linspace", 2 is
@@ -89,7 +94,9 @@ def power_grid(T: int, S: int, power: float, open_end: bool = False, start: floa
     t = 0, whose data prediction barely differs from its input, goes to the range above instead. ``start`` < 1 begins
     below the noisiest level and reads x_T as a draw at t_0 (as the DDIM paper's grid does from 0.8 T): the call at
     T - 1 moves little on data whose scale is far below sigma/alpha there (156 on the linear schedule), but the
-    mismatch is an error that more calls do not remove (docs/solvers.md: far modes at 12-20 calls). Collisions
+    mismatch is an error that more calls do not remove (docs/solvers.md: far modes at 12-20 calls). ``top=True`` keeps
+    that curve below the first level but moves the first level to T - 1: no mismatch, one long first step instead
+    (whose error does not shrink with more calls either, so it suits a few calls only: docs/solvers.md). Collisions
     near t = 0 (high powers, many steps) are pushed apart, so the grid has exactly S distinct steps; S = 1 gives
     [T - 1] whatever ``start`` is (a single step must begin at the noisiest level).
     """
@@ -102,8 +109,10 @@ def power_grid(T: int, S: int, power: float, open_end: bool = False, start: floa
     if S == 1:
         return [T - 1]
     u = np.arange(S, 0, -1) / S if open_end else np.arange(S - 1, -1, -1) / (S - 1)
-    ascending = np.round(start * (T - 1) * u[::-1] ** power).astype(np.int64)
-    return _spread(ascending, T)[::-1].tolist()
+    ascending = _spread(np.round(start * (T - 1) * u[::-1] ** power).astype(np.int64), T)
+    if top:
+        ascending[-1] = T - 1  # the others are at most start (T - 1) after _spread, below it unless start = 1
+    return ascending[::-1].tolist()
 
 
 def _by_noise_level(T: int, S: int, spacing: str, alphas_cumprod) -> np.ndarray:
