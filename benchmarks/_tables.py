@@ -36,3 +36,36 @@ def page_command(script: str, page: Path, render: bool, line: int = 0) -> str:
         return head
     old = page.read_text().splitlines()[line].split(" (tables redrawn")[0] if page.is_file() else ""
     return f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
+
+
+def read_rows(path: Path, text: Sequence[str] = ("bed", "sampler", "method", "grid"), ints: Sequence[str] = ("calls", "model_calls")) -> list[dict]:
+    """The rows of a CSV that ``write_csv`` wrote: ``text`` columns as strings, ``ints`` as integers, the rest as floats;
+    empty cells are left out."""
+    with open(path, newline="") as f:
+        return [{k: v if k in text else int(v) if k in ints else float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def page_options(ap, name: str) -> None:
+    """--name, --out and --render: where a page and its CSV go, and redrawing the page from that CSV without measuring."""
+    ap.add_argument("--name", default=name)
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    ap.add_argument("--render", action="store_true", help="only redraw NAME.md from an existing NAME.csv")
+
+
+def measured_rows(args, measure: Callable[[], list[dict]]) -> list[dict]:
+    """The rows behind page ``args.name``: with ``--render`` those of the CSV (and ``args.calls`` set from them), else
+    ``measure()``'s, written to OUT/NAME.csv."""
+    path = args.out / f"{args.name}.csv"
+    if args.render:
+        rows = read_rows(path)
+        args.calls = sorted({r["calls"] for r in rows})
+        return rows
+    rows = measure()
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, path)
+    return rows
+
+
+def machine_line(page: Path, render: bool, line: str, at: int = 2) -> str:
+    """``line`` (this machine), or on a redraw the machine line (line ``at``) of the existing page that measured the numbers."""
+    return page.read_text().splitlines()[at] if render and page.is_file() else line

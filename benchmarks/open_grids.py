@@ -16,12 +16,11 @@ above the limit; where it is at or below it, a ratio means nothing, and the last
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import torch
-from _tables import page_command, write_csv
-from solver_family import BEDS, limit_parts, mixture_bed, read_csv
+from _tables import machine_line, measured_rows, page_command, page_options, read_rows
+from solver_family import BEDS, limit_parts, mixture_bed
 
 import ddim
 
@@ -50,7 +49,7 @@ METHODS = ("unipc3", "unipc3-bh2")
 def best_peers(path: Path) -> dict:
     """(bed, calls) -> the lowest excess of any peer sampler in a solver_family.py CSV."""
     best: dict = {}
-    for r in read_csv(path) if path.exists() else []:
+    for r in read_rows(path) if path.exists() else []:
         if not r["sampler"].startswith("ours"):
             best[(r["bed"], r["calls"])] = min(best.get((r["bed"], r["calls"]), float("inf")), r["excess"])
     return best
@@ -69,19 +68,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, nargs="+", default=[4, 5, 6, 7, 8, 10, 12])
     ap.add_argument("--peers", type=Path, default=Path(__file__).resolve().parent.parent / "docs/benchmarks/solver-family.csv",
                     help="solver_family.py CSV of the same beds")
-    ap.add_argument("--name", default="open-grids")
-    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    ap.add_argument("--render", action="store_true", help="only redraw NAME.md from an existing NAME.csv")
+    page_options(ap, "open-grids")
     args = ap.parse_args()
     peers = best_peers(args.peers)
-    if args.render:
-        rows = [{**r, "calls": int(r["calls"]), "excess": float(r["excess"])}
-                for r in csv.DictReader((args.out / f"{args.name}.csv").open())]
-        args.calls = sorted({r["calls"] for r in rows})
-    else:
-        rows = measure(args, peers)
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, args.out / f"{args.name}.csv")
+    rows = measured_rows(args, lambda: measure(args, peers))
     write_page(args, rows, peers)
 
 
@@ -107,7 +97,8 @@ def measure(args, peers: dict) -> list[dict]:
 def write_page(args, rows: list[dict], peers: dict) -> None:
     head = page_command("open_grids.py", args.out / f"{args.name}.md", args.render, line=2)
     lines = [f"# {__doc__.splitlines()[0]}", "", head, "",
-             f"Machine: {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}; {args.samples} samples per cell, float64.",
+             machine_line(args.out / f"{args.name}.md", args.render,
+                          f"Machine: {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}; {args.samples} samples per cell, float64.", at=4),
              "Entries: FD above the bed's common limit (the x_T and limits of solver-family.md). Best peer: the lowest excess",
              f"of any peer sampler at that budget in {args.peers.name} (k-diffusion, diffusers' DPM-Solver++ and UniPC).", ""]
     candidates = [(m, g) for m in METHODS for g in GRIDS]

@@ -25,11 +25,10 @@ where `auto` stays `unipc3` on time-quadratic, they were looked at when `ipndm3`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
-from _tables import page_command, write_csv
-from solver_family import SAMPLERS, mixture_rows, read_csv
+from _tables import machine_line, measured_rows, page_command, page_options
+from solver_family import SAMPLERS, mixture_rows
 
 SHAPES = {  # GaussianMixture.random arguments besides dim, modes and seed
     "default": dict(),
@@ -81,31 +80,27 @@ def table(rows: list[dict], calls: list[int]) -> list[str]:
     return lines
 
 
+def measure(args) -> list[dict]:
+    samplers = {s: SAMPLERS[s] for s in OURS + PEERS}
+    rows = []
+    for shape, modes, seed in DRAWS[args.draws]:
+        kw = dict(dim=64, modes=modes, seed=seed, **SHAPES[shape])
+        rows += mixture_rows(bed_name(shape, modes, seed), kw, args.samples, samplers, args.calls)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calls", type=int, nargs="+", default=[5, 8, 10])
     ap.add_argument("--draws", choices=list(DRAWS), default="shapes",
                     help="the nine mixtures of three shapes, or twelve held-out ones of the default shape")
-    ap.add_argument("--name", default="oracle-draws")
-    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    ap.add_argument("--render", action="store_true", help="only redraw NAME.md from an existing NAME.csv")
+    page_options(ap, "oracle-draws")
     args = ap.parse_args()
-    if args.render:
-        rows = read_csv(args.out / f"{args.name}.csv")
-        args.calls = sorted({r["calls"] for r in rows})
-    else:
-        samplers = {s: SAMPLERS[s] for s in OURS + PEERS}
-        rows = []
-        for shape, modes, seed in DRAWS[args.draws]:
-            kw = dict(dim=64, modes=modes, seed=seed, **SHAPES[shape])
-            rows += mixture_rows(bed_name(shape, modes, seed), kw, args.samples, samplers, args.calls)
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, args.out / f"{args.name}.csv")
+    rows = measured_rows(args, lambda: measure(args))
     page = args.out / f"{args.name}.md"
-    machine = f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. {args.samples} samples per cell, float64."
-    if args.render and page.is_file():  # the machine that measured the numbers
-        machine = page.read_text().splitlines()[2]
+    machine = machine_line(page, args.render,
+                           f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. {args.samples} samples per cell, float64.")
     text = [page_command("oracle_draws.py", page, args.render), "", machine,
             "", __doc__.split("\n\n")[3 if held_out(rows) else 1], "", __doc__.split("\n\n")[2], "",
             "## How often each sampler is at the limit", "", *summary(rows, args.calls), "",

@@ -36,3 +36,35 @@ def test_gpu_benchmark_refuses_a_machine_without_cuda():
         pytest.skip("this machine has CUDA")
     r = subprocess.run([sys.executable, "gpu.py", "--out", "unused"], cwd=BENCHMARKS, capture_output=True, text=True)
     assert r.returncode == 1 and "none is visible; on a CPU run it with --dry-run" in r.stderr
+
+
+def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import grid_kwargs
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import ddim
+
+    assert grid_kwargs("quadratic", 1000, 8) == dict(steps=8, spacing="quadratic")
+    for name, spacing in [("p2", "time-quadratic"), ("p2s0.9", "quadratic-0.9"), ("p2s0.8t", "quadratic-top"), ("p1", "linspace")]:
+        assert grid_kwargs(name, 1000, 11)["timesteps"] == ddim.timesteps(1000, 11, spacing).tolist(), name
+    assert grid_kwargs("p3o", 1000, 5)["timesteps"][-1] == round(999 / 125)  # open end: no call at t = 0
+    with pytest.raises(ValueError, match=r"unknown grid 'p2x': use a spacing \(uniform, .*\) or pP\[sF\]\[o\]\[t\], e.g. p2s0.9"):
+        grid_kwargs("p2x", 1000, 8)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = [sys.executable, "grid_sweep.py", "--beds", "family", "--samples", "60", "--calls", "4", "--methods", "ddim", "--grids", "p2",
+           "p2s0.8t", "--name", "t", "--out", str(tmp_path)]
+    r = subprocess.run(run, cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert len(rows) == 7 * 2 and {row["grid"] for row in rows} == {"p2", "p2s0.8t"}
+    page = (tmp_path / "t.md").read_text()
+    assert "| ddim | p2s0.8t | " in page and "## Per bed at 4 calls" in page and "| best per bed, in hindsight | | " in page
+    r = subprocess.run(run[:2] + ["--render", "--name", "t", "--out", str(tmp_path)], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    redrawn = (tmp_path / "t.md").read_text().splitlines()
+    assert redrawn[0].startswith(page.splitlines()[0] + " (tables redrawn from its CSV by `python benchmarks/grid_sweep.py --render")
+    assert redrawn[1:] == page.splitlines()[1:]  # the same tables and the machine that measured them
+    bad = subprocess.run(run[:2] + ["--grids", "p2x"], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "error: unknown grid 'p2x'" in bad.stderr and "Traceback" not in bad.stderr

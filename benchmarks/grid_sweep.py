@@ -1,0 +1,133 @@
+"""Method x grid x budget on many exact mixtures at once: how often each choice is at the limit, and the best in hindsight.
+
+The tool behind the choices of ``ddim.policy.RECOMMENDED`` with no model folder. It runs every method on every grid at
+every budget on the exact Gaussian mixtures of the other pages (``--beds``: the seven of solver_family.py, the nine of
+oracle_draws.py and its twelve held-out ones; 28 in all), each from its own shared x_T of 2,000 draws, float64. Entries
+are FD above the bed's common limit (solver_family.py's: unipc3 and dpm++2m at 100 calls from the same x_T), divided
+by the limit: the issue's target at 8 and 10 calls is at most 0.05.
+
+A grid is a named spacing (``ddim.SPACINGS``) or a time-power curve ``pP[sF][o][t]``: t_i = round(F (T - 1) u_i^P)
+(``timesteps.power_grid``; F = 1 unless given); ``o`` leaves out the call at t = 0 (open end); ``t`` moves the first
+level to T - 1, so the curve's interior is kept but x_T is read where it is drawn. ``p2`` is time-quadratic,
+``p2s0.9`` is ``quadratic-0.9``, ``p2s0.8t`` is ``quadratic-top`` (the DDIM paper's curve from 0.8 T, first call at T - 1).
+
+    python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
+        --workers 2 --name grid-sweep-top --out docs/benchmarks                   # about 10 minutes on 2 cores
+    python benchmarks/grid_sweep.py --render --name grid-sweep-top --out docs/benchmarks   # only redraw the page
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+from _tables import machine_line, measured_rows, page_command, page_options
+from oracle_draws import DRAWS, SHAPES, bed_name
+from solver_family import BEDS, _score, limit_parts, mixture_bed
+
+import ddim
+from ddim.timesteps import power_grid
+
+BED_SETS = {"family": dict(BEDS),
+            **{draws: {bed_name(shape, modes, seed): dict(dim=64, modes=modes, seed=seed, **SHAPES[shape])
+                       for shape, modes, seed in DRAWS[draws]} for draws in DRAWS}}
+POWER = re.compile(r"p(?P<power>\d+(\.\d+)?)(s(?P<start>0?\.\d+|1(\.0*)?))?(?P<open>o)?(?P<top>t)?")
+
+
+def grid_kwargs(grid: str, T: int, steps: int) -> dict:
+    """``ddim.sample`` keywords for ``grid`` (a named spacing or ``pP[sF][o][t]``, see the module doc) at ``steps`` levels."""
+    if grid in ddim.SPACINGS:
+        return dict(steps=steps, spacing=grid)
+    m = POWER.fullmatch(grid)
+    if not m:
+        raise ValueError(f"unknown grid {grid!r}: use a spacing ({', '.join(ddim.SPACINGS)}) or pP[sF][o][t], e.g. p2s0.9")
+    return dict(timesteps=power_grid(T, steps, float(m["power"]), open_end=bool(m["open"]), start=float(m["start"] or 1.0), top=bool(m["top"])))
+
+
+def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int) -> list[dict]:
+    """Every method x grid x budget on one bed (run in a worker process: one thread each)."""
+    torch.set_num_threads(1)
+    mixture, x_T, score = mixture_bed(kw, samples)
+    sched = ddim.NoiseSchedule.linear(1000)
+    model = mixture.denoiser(sched)
+    limit = float(np.mean(limit_parts(model, sched, x_T, score)))
+    rows = []
+    for method, grid, c in itertools.product(methods, grids, calls):
+        with torch.inference_mode():
+            x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
+        value = _score(score, x)
+        rows.append(dict(bed=bed, method=method, grid=grid, calls=c, value=value, limit=limit, excess=value - limit))
+    print(f"{bed}: limit {limit:.4f}", flush=True)
+    return rows
+
+
+def summary(rows: list[dict], calls: list[int]) -> list[str]:
+    """Per method x grid and budget: beds within 5% of the limit, and the worst excess as a fraction of the limit."""
+    beds = list(dict.fromkeys(r["bed"] for r in rows))
+    cell = {(r["bed"], r["method"], r["grid"], r["calls"]): r["excess"] / r["limit"] for r in rows}
+    combos = list(dict.fromkeys((r["method"], r["grid"]) for r in rows))
+    lines = ["| method | grid | " + " | ".join(f"{c} calls: within 5% (worst)" for c in calls) + " |",
+             "|---|---|" + "---:|" * len(calls)]
+    for m, g in combos:
+        parts = []
+        for c in calls:
+            have = [cell[(b, m, g, c)] for b in beds if (b, m, g, c) in cell]
+            parts.append(f"{sum(v <= 0.05 for v in have)} / {len(have)} ({max(have):+.3f})")
+        lines.append(f"| {m} | {g} | " + " | ".join(parts) + " |")
+    best = [sum(min(cell[(b, m, g, c)] for m, g in combos if (b, m, g, c) in cell) <= 0.05 for b in beds) for c in calls]
+    lines.append("| best per bed, in hindsight | | " + " | ".join(f"{n} / {len(beds)}" for n in best) + " |")
+    return lines
+
+
+def per_bed(rows: list[dict], c: int) -> list[str]:
+    beds = list(dict.fromkeys(r["bed"] for r in rows))
+    combos = list(dict.fromkeys((r["method"], r["grid"]) for r in rows))
+    cell = {(r["bed"], r["method"], r["grid"], r["calls"]): r for r in rows}
+    lines = ["| bed | limit | " + " | ".join(f"{m} {g}" for m, g in combos) + " |", "|---|---:|" + "---:|" * len(combos)]
+    for b in beds:
+        have = [cell.get((b, m, g, c)) for m, g in combos]
+        limit = next(r["limit"] for r in have if r)
+        lines.append(f"| {b} | {limit:.4f} | " + " | ".join(f"{r['excess'] / limit:+.3f}" if r else "—" for r in have) + " |")
+    return lines
+
+
+def measure(args) -> list[dict]:
+    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    with ProcessPoolExecutor(args.workers) as pool:
+        jobs = [pool.submit(bed_rows, b, kw, args.methods, args.grids, args.calls, args.samples) for b, kw in beds.items()]
+        return [r for job in jobs for r in job.result()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=["ipndm3", "unipc3"], choices=list(ddim.METHODS))
+    ap.add_argument("--grids", nargs="+", default=["p2", "p2s0.9"], help="named spacings or pP[sF][o][t] (see above)")
+    ap.add_argument("--calls", type=int, nargs="+", default=[8, 10, 12])
+    ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=list(BED_SETS))
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=1, help="processes, one bed each at a time (one thread each)")
+    page_options(ap, "grid-sweep")
+    args = ap.parse_args()
+    for g in args.grids:
+        try:
+            grid_kwargs(g, 1000, 8)
+        except ValueError as e:
+            ap.error(str(e))
+    rows = measured_rows(args, lambda: measure(args))
+    page = args.out / f"{args.name}.md"
+    machine = machine_line(page, args.render,
+                           f"Machine: {args.workers} processes of 1 CPU thread, torch {torch.__version__}. {args.samples} samples per cell, float64.")
+    text = [page_command("grid_sweep.py", page, args.render), "", machine, "", __doc__.split("\n\n")[1], "",
+            __doc__.split("\n\n")[2], "", "## How often each choice is at the limit", "", *summary(rows, args.calls)]
+    for c in args.calls:
+        text += ["", f"## Per bed at {c} calls: FD above the limit / the limit", "", *per_bed(rows, c)]
+    page.write_text("\n".join(text) + "\n")
+    print("\n".join(summary(rows, args.calls)))
+
+
+if __name__ == "__main__":
+    main()
