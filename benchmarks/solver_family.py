@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from _peers import k_sample
-from _tables import page_command, write_csv
+from _tables import machine_line, measured_rows, page_command, page_options
 
 import ddim
 from ddim.metrics import frechet_distance, gaussian_stats
@@ -46,7 +45,7 @@ OURS = [("ddim", "uniform"), ("ddim", "quadratic"), ("dpm++2m", "logsnr"), ("dpm
         ("unipc", "logsnr"), ("unipc", "quadratic"), ("unipc", "linspace"), ("unipc3", "logsnr"), ("unipc3", "quadratic"),
         ("unipc3", "time-quadratic"), ("unipc3", "linspace"), ("unipc-bh2", "trailing"), ("unipc-bh2", "quadratic"), ("unipc-bh1", "trailing"),
         ("unipc3", "quadratic-open"), ("unipc3-bh2", "quadratic-open"), ("ipndm", "time-quadratic"), ("ipndm3", "time-quadratic"),
-        ("ipndm3", "quadratic"), ("ipndm3", "quadratic-0.9")]
+        ("ipndm3", "quadratic"), ("ipndm3", "quadratic-0.9"), ("unipc3", "quadratic-top")]
 
 
 def ours(method: str, spacing: str):
@@ -284,10 +283,10 @@ def current_auto(rows: list[dict]) -> list[dict]:
 
 def write_markdown(args, rows) -> None:
     rows = current_auto(rows)
-    head = page_command("solver_family.py", args.out / f"{args.name}.md", args.render)
-    lines = [head, "",
-             f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}. "
-             f"{args.samples} samples per mixture cell, float64.", "",
+    page = args.out / f"{args.name}.md"
+    machine = machine_line(page, args.render, f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
+                           f"{time.strftime('%Y-%m-%d')}. {args.samples} samples per mixture cell, float64.")
+    lines = [page_command("solver_family.py", page, args.render), "", machine, "",
              "Each entry: FD above the bed's common limit (FD of unipc3 and dpm++2m at 100 calls from the same x_T, their mean). "
              "Lower is better; a slightly negative entry is a lucky coarse solution, within noise.", "",
              "## Regret of `auto`: auto / best of all / best peer (FD above the limit)", ""]
@@ -305,7 +304,7 @@ def write_markdown(args, rows) -> None:
     for bed in dict.fromkeys(r["bed"] for r in rows):
         limit = next(r["limit"] for r in rows if r["bed"] == bed)
         lines += ["", f"## {bed} (limit {limit:.4f})", "", "| sampler | " + " | ".join(map(str, args.calls)) + " |", "|---|" + "---:|" * len(args.calls)]
-        for sampler in SAMPLERS:
+        for sampler in dict.fromkeys(r["sampler"] for r in rows):  # as measured (a --render lists no others)
             vals = {r["calls"]: r["excess"] for r in rows if r["bed"] == bed and r["sampler"] == sampler}
             lines.append(f"| {sampler} | " + " | ".join(f"{vals[c]:+.4f}" if c in vals else "—" for c in args.calls) + " |")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
@@ -320,32 +319,16 @@ def main() -> None:
     p.add_argument("--model-calls", type=int, nargs="+", default=None, help="budgets for the model beds (default: --calls)")
     p.add_argument("--skip-mixtures", action="store_true")
     p.add_argument("--samplers", nargs="+", metavar="NAME", help="run only these rows (names as in the tables, e.g. 'ours auto')")
-    p.add_argument("--name", default="solver-family")
-    p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    p.add_argument("--render", action="store_true", help="only rewrite NAME.md from an existing NAME.csv")
+    page_options(p, "solver-family")
     args = p.parse_args()
-    if args.render:
-        rows = read_csv(args.out / f"{args.name}.csv")
-        args.calls = sorted({r["calls"] for r in rows})
-    else:
-        if args.samplers:
-            unknown = [n for n in args.samplers if n not in SAMPLERS]
-            if unknown:
-                p.error(f"unknown sampler(s) {', '.join(map(repr, unknown))}; choose from {', '.join(map(repr, SAMPLERS))}")
-            for n in [n for n in SAMPLERS if n not in args.samplers]:
-                del SAMPLERS[n]
-        rows = ([] if args.skip_mixtures else mixtures(args)) + model_beds(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, args.out / f"{args.name}.csv")
+    if args.samplers and not args.render:
+        unknown = [n for n in args.samplers if n not in SAMPLERS]
+        if unknown:
+            p.error(f"unknown sampler(s) {', '.join(map(repr, unknown))}; choose from {', '.join(map(repr, SAMPLERS))}")
+        for n in [n for n in SAMPLERS if n not in args.samplers]:
+            del SAMPLERS[n]
+    rows = measured_rows(args, lambda: ([] if args.skip_mixtures else mixtures(args)) + model_beds(args))
     write_markdown(args, rows)
-
-
-def read_csv(path: Path) -> list[dict]:
-    import csv
-
-    with path.open() as f:
-        return [{k: (int(v) if k in ("calls", "model_calls") else float(v) if k not in ("bed", "sampler") else v) for k, v in r.items() if v != ""}
-                for r in csv.DictReader(f)]
 
 
 if __name__ == "__main__":
