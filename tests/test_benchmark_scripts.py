@@ -68,3 +68,25 @@ def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
     assert redrawn[1:] == page.splitlines()[1:]  # the same tables and the machine that measured them
     bad = subprocess.run(run[:2] + ["--grids", "p2x"], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "error: unknown grid 'p2x'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from pathwise_error import bed_rows, parse_sampler, table
+        from solver_family import BEDS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert parse_sampler("ipndm3:p2s0.9") == ("ipndm3", "p2s0.9")
+    with pytest.raises(ValueError, match=r"sampler 'p2s0.9': write METHOD:GRID with METHOD one of ddim, .*, e.g. ipndm3:p2s0.9"):
+        parse_sampler("p2s0.9")
+    with pytest.raises(ValueError, match=r"unknown grid 'q2'"):
+        parse_sampler("unipc3:q2")
+    bed = next(iter(BEDS))
+    # the reference itself (unipc3, logsnr, 200 calls) and a coarse sampler, from the same x_T
+    same, coarse = bed_rows(bed, dict(BEDS)[bed], [("unipc3", "logsnr"), ("ddim", "p1")], [200, 3], 80)[::3]
+    assert same["calls"] == 200 and same["flipped"] == 0 and same["median"] == same["rms"] == 0
+    assert same["excess"] == same["flips_only"] == same["within_modes"] == same["reference"]
+    assert coarse["calls"] == 3 and coarse["rms"] > coarse["median"] > 0 and coarse["excess"] > same["excess"]
+    assert 0 <= coarse["flipped"] <= 1 and (coarse["flipped"] > 0) == (coarse["flips_only"] != coarse["reference"])
+    assert f"| {bed} | ddim p1 | {coarse['excess']:+.3f} |" in "\n".join(table([same, coarse], 3))

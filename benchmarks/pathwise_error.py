@@ -1,0 +1,103 @@
+"""Where a few-call sampler's FD excess comes from on an exact mixture: samples that land in another mode, or error within a mode.
+
+Each sampler starts from the same x_T (``--samples`` draws, float64) as a reference, ``unipc3`` on the log-SNR grid at 200 calls,
+so every coarse sample has a reference sample to be compared with. A sample *flips* when the mixture's most likely
+component of it differs from that of its reference sample (``GaussianMixture.assign``). Two hybrid sample sets split the
+FD excess:
+- "flips only": the reference samples, with the flipped ones replaced by the coarse ones: the excess that the wrong mode
+  weights alone cause;
+- "within modes": the coarse samples, with the flipped ones replaced by their reference samples: the excess of the
+  error that stays inside a mode.
+
+Entries are FD above the bed's common limit (solver_family.py's, unipc3 and dpm++2m at 100 calls from the same x_T)
+divided by the limit, as in grid_sweep.py; the issue's target at 8 and 10 calls is at most 0.05. Distances are per
+sample, Euclidean, to the reference sample; RMS is their root mean square.
+
+    python benchmarks/pathwise_error.py --calls 8 --samplers ipndm3:p2s0.9 unipc3:p2 --out docs/benchmarks   # about 5 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from _tables import machine_line, measured_rows, page_command, page_options
+from grid_sweep import BED_SETS, grid_kwargs
+from solver_family import _score, limit_parts, mixture_bed
+
+import ddim
+
+REFERENCE = dict(method="unipc3", spacing="logsnr", steps=200)
+
+
+def parse_sampler(text: str) -> tuple[str, str]:
+    """'METHOD:GRID' (a grid as grid_sweep.py reads it) -> (method, grid)."""
+    method, _, grid = text.partition(":")
+    if method not in ddim.METHODS or not grid:
+        raise ValueError(f"sampler {text!r}: write METHOD:GRID with METHOD one of {', '.join(ddim.METHODS)}, e.g. ipndm3:p2s0.9")
+    grid_kwargs(grid, 1000, 8)  # a clear error for a grid it cannot read
+    return method, grid
+
+
+def bed_rows(bed: str, kw: dict, samplers, calls, samples: int) -> list[dict]:
+    mixture, x_T, score = mixture_bed(kw, samples)
+    sched = ddim.NoiseSchedule.linear(1000)
+    model = mixture.denoiser(sched)
+    with torch.inference_mode():
+        limit = float(np.mean(limit_parts(model, sched, x_T, score)))
+        ref = ddim.sample(model, sched, x_T, **REFERENCE)
+    ref_mode = mixture.assign(ref)
+    rows = []
+    for (method, grid), c in ((s, c) for s in samplers for c in calls):
+        with torch.inference_mode():
+            x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
+        flip = mixture.assign(x) != ref_mode
+        dist = (x - ref).norm(dim=1).numpy()
+        flips_only, within = ref.clone(), x.clone()
+        flips_only[flip], within[flip] = x[flip], ref[flip]
+        rows.append(dict(bed=bed, method=method, grid=grid, calls=c, limit=limit, excess=(_score(score, x) - limit) / limit,
+                         reference=(_score(score, ref) - limit) / limit, flips_only=(_score(score, flips_only) - limit) / limit,
+                         within_modes=(_score(score, within) - limit) / limit, flipped=float(flip.double().mean()),
+                         median=float(np.median(dist)), p99=float(np.quantile(dist, 0.99)), rms=float(np.sqrt((dist**2).mean()))))
+    print(f"{bed}: limit {limit:.4f}", flush=True)
+    return rows
+
+
+def table(rows: list[dict], c: int) -> list[str]:
+    lines = ["| bed | sampler | excess | flips only | within modes | reference | flipped | median | p99 | RMS |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in (r for r in rows if r["calls"] == c):
+        lines.append(f"| {r['bed']} | {r['method']} {r['grid']} | {r['excess']:+.3f} | {r['flips_only']:+.3f} | {r['within_modes']:+.3f} | "
+                     f"{r['reference']:+.3f} | {100 * r['flipped']:.1f}% | {r['median']:.3f} | {r['p99']:.3f} | {r['rms']:.3f} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samplers", nargs="+", default=["ipndm3:p2s0.9", "unipc3:p2"], help="METHOD:GRID, grids as in grid_sweep.py")
+    ap.add_argument("--calls", type=int, nargs="+", default=[8])
+    ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=["held-out"])
+    ap.add_argument("--samples", type=int, default=2000)
+    page_options(ap, "pathwise-error")
+    args = ap.parse_args()
+    try:
+        samplers = [parse_sampler(s) for s in args.samplers]
+    except ValueError as e:
+        ap.error(str(e))
+    torch.set_num_threads(1)
+    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    rows = measured_rows(args, lambda: [r for b, kw in beds.items() for r in bed_rows(b, kw, samplers, args.calls, args.samples)])
+    page = args.out / f"{args.name}.md"
+    machine = machine_line(page, args.render, f"Machine: 1 CPU thread, torch {torch.__version__}. {args.samples} samples per bed, float64.")
+    text = [page_command("pathwise_error.py", page, args.render), "", machine, "", __doc__.split("\n\n")[1], "",
+            __doc__.split("\n\n")[2]]
+    for c in args.calls:
+        text += ["", f"## {c} calls", "", *table(rows, c)]
+    page.write_text("\n".join(text) + "\n")
+    for c in args.calls:
+        print("\n".join(table(rows, c)))
+
+
+if __name__ == "__main__":
+    main()
