@@ -163,7 +163,7 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
 
 @pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3-bh2", "optimized"), (5, "unipc3-bh2", "optimized"),
                                                     (6, "unipc3", "quadratic-open"), (9, "ipndm3", "quadratic-0.9"), (10, "unipc3", "optimized"),
-                                                    (12, "unipc3", "time-quadratic"), (20, "unipc3", "logsnr")])
+                                                    (12, "unipc3", "time-quadratic"), (20, "unipc3", "time-quadratic")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, method, spacing):
     import numpy as np
 
