@@ -10,6 +10,7 @@ A grid is a named spacing (``ddim.SPACINGS``) or a time-power curve ``pP[sF][o][
 (``timesteps.power_grid``; F = 1 unless given); ``o`` leaves out the call at t = 0 (open end); ``t`` moves the first
 level to T - 1, so the curve's interior is kept but x_T is read where it is drawn. ``p2`` is time-quadratic,
 ``p2s0.9`` is ``quadratic-0.9``, ``p2s0.8t`` is ``quadratic-top`` (the DDIM paper's curve from 0.8 T, first call at T - 1).
+The method ``auto`` is ``ddim.sample(method="auto")`` with no model folder: the table's method and grid at each budget.
 
     python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
         --workers 2 --name grid-sweep-top --out docs/benchmarks                   # about 10 minutes on 2 cores
@@ -56,9 +57,13 @@ def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int) -> list[di
     model = mixture.denoiser(sched)
     limit = float(np.mean(limit_parts(model, sched, x_T, score)))
     rows = []
-    for method, grid, c in itertools.product(methods, grids, calls):
+    pairs = [("auto", "table")] * ("auto" in methods) + [(m, g) for m in methods if m != "auto" for g in grids]
+    for (method, grid), c in itertools.product(pairs, calls):
         with torch.inference_mode():
-            x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
+            if method == "auto":  # ddim.policy's table, as ddim.sample(method="auto") runs it with no model folder
+                x = ddim.sample(model, sched, x_T, method="auto", spacing="auto", steps=c)
+            else:
+                x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
         value = _score(score, x)
         rows.append(dict(bed=bed, method=method, grid=grid, calls=c, value=value, limit=limit, excess=value - limit))
     print(f"{bed}: limit {limit:.4f}", flush=True)
@@ -104,7 +109,8 @@ def measure(args) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["ipndm3", "unipc3"], choices=list(ddim.METHODS))
+    ap.add_argument("--methods", nargs="+", default=["ipndm3", "unipc3"], choices=["auto", *ddim.METHODS],
+                    help="'auto': the library's table at each budget (its grid column reads 'table'), run once, not per grid")
     ap.add_argument("--grids", nargs="+", default=["p2", "p2s0.9"], help="named spacings or pP[sF][o][t] (see above)")
     ap.add_argument("--calls", type=int, nargs="+", default=[8, 10, 12])
     ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=list(BED_SETS))

@@ -41,7 +41,7 @@ def test_gpu_benchmark_refuses_a_machine_without_cuda():
 def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from grid_sweep import grid_kwargs
+        from grid_sweep import BED_SETS, bed_rows, grid_kwargs
     finally:
         sys.path.remove(str(BENCHMARKS))
     import ddim
@@ -52,15 +52,20 @@ def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
     assert grid_kwargs("p3o", 1000, 5)["timesteps"][-1] == round(999 / 125)  # open end: no call at t = 0
     with pytest.raises(ValueError, match=r"unknown grid 'p2x': use a spacing \(uniform, .*\) or pP\[sF\]\[o\]\[t\], e.g. p2s0.9"):
         grid_kwargs("p2x", 1000, 8)
+    bed = "64-D, 10 modes (our oracle)"  # 'auto' is the library's table: at 5 calls the authors' UniPC-3 on quadratic-open
+    auto, table = bed_rows(bed, BED_SETS["family"][bed], ["auto", "unipc3-bh2"], ["quadratic-open"], [5], 60)
+    assert ddim.policy.recommended(5) == ("unipc3-bh2", "quadratic-open") and (auto["method"], auto["grid"]) == ("auto", "table")
+    assert auto["value"] == table["value"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = [sys.executable, "grid_sweep.py", "--beds", "family", "--samples", "60", "--calls", "4", "--methods", "ddim", "--grids", "p2",
+    run = [sys.executable, "grid_sweep.py", "--beds", "family", "--samples", "60", "--calls", "4", "--methods", "auto", "ddim", "--grids", "p2",
            "p2s0.8t", "--name", "t", "--out", str(tmp_path)]
     r = subprocess.run(run, cwd=BENCHMARKS, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "t.csv")))
-    assert len(rows) == 7 * 2 and {row["grid"] for row in rows} == {"p2", "p2s0.8t"}
+    assert len(rows) == 7 * 3 and {(row["method"], row["grid"]) for row in rows} == {("auto", "table"), ("ddim", "p2"), ("ddim", "p2s0.8t")}
     page = (tmp_path / "t.md").read_text()
-    assert "| ddim | p2s0.8t | " in page and "## Per bed at 4 calls" in page and "| best per bed, in hindsight | | " in page
+    assert "| ddim | p2s0.8t | " in page and "| auto | table | " in page and "## Per bed at 4 calls" in page
+    assert "| best per bed, in hindsight | | " in page
     r = subprocess.run(run[:2] + ["--render", "--name", "t", "--out", str(tmp_path)], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     redrawn = (tmp_path / "t.md").read_text().splitlines()
