@@ -49,22 +49,33 @@ def grid_kwargs(grid: str, T: int, steps: int) -> dict:
     return dict(timesteps=power_grid(T, steps, float(m["power"]), open_end=bool(m["open"]), start=float(m["start"] or 1.0), top=bool(m["top"])))
 
 
-def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int) -> list[dict]:
-    """Every method x grid x budget on one bed (run in a worker process: one thread each)."""
-    torch.set_num_threads(1)
+def bed_setup(kw: dict, samples: int):
+    """One mixture bed on the linear schedule: (mixture, schedule, exact model, x_T, FD to the mixture, common limit)."""
     mixture, x_T, score = mixture_bed(kw, samples)
     sched = ddim.NoiseSchedule.linear(1000)
     model = mixture.denoiser(sched)
-    limit = float(np.mean(limit_parts(model, sched, x_T, score)))
+    with torch.inference_mode():
+        limit = float(np.mean(limit_parts(model, sched, x_T, score)))
+    return mixture, sched, model, x_T, score, limit
+
+
+def draw(model, sched, x_T, method: str, grid: str, calls: int):
+    """Samples of ``method`` on ``grid`` at ``calls`` model calls; method "auto" is ddim.policy's table, as
+    ddim.sample(method="auto") runs it with no model folder."""
+    with torch.inference_mode():
+        if method == "auto":
+            return ddim.sample(model, sched, x_T, method="auto", spacing="auto", steps=calls)
+        return ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(calls)))
+
+
+def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int) -> list[dict]:
+    """Every method x grid x budget on one bed (run in a worker process: one thread each)."""
+    torch.set_num_threads(1)
+    _, sched, model, x_T, score, limit = bed_setup(kw, samples)
     rows = []
     pairs = [("auto", "table")] * ("auto" in methods) + [(m, g) for m in methods if m != "auto" for g in grids]
     for (method, grid), c in itertools.product(pairs, calls):
-        with torch.inference_mode():
-            if method == "auto":  # ddim.policy's table, as ddim.sample(method="auto") runs it with no model folder
-                x = ddim.sample(model, sched, x_T, method="auto", spacing="auto", steps=c)
-            else:
-                x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
-        value = _score(score, x)
+        value = _score(score, draw(model, sched, x_T, method, grid, c))
         rows.append(dict(bed=bed, method=method, grid=grid, calls=c, value=value, limit=limit, excess=value - limit))
     print(f"{bed}: limit {limit:.4f}", flush=True)
     return rows

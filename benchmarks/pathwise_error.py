@@ -23,12 +23,12 @@ import argparse
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, grid_kwargs
-from solver_family import _score, limit_parts, mixture_bed
+from grid_sweep import BED_SETS, bed_setup, draw, grid_kwargs
+from solver_family import _score
 
 import ddim
 
-REFERENCE = dict(method="unipc3", spacing="logsnr", steps=200)
+REFERENCE = ("unipc3", "logsnr", 200)  # method, grid, calls
 
 
 def parse_sampler(text: str) -> tuple[str, str]:
@@ -41,24 +41,19 @@ def parse_sampler(text: str) -> tuple[str, str]:
 
 
 def bed_rows(bed: str, kw: dict, samplers, calls, samples: int) -> list[dict]:
-    mixture, x_T, score = mixture_bed(kw, samples)
-    sched = ddim.NoiseSchedule.linear(1000)
-    model = mixture.denoiser(sched)
-    with torch.inference_mode():
-        limit = float(np.mean(limit_parts(model, sched, x_T, score)))
-        ref = ddim.sample(model, sched, x_T, **REFERENCE)
+    mixture, sched, model, x_T, score, limit = bed_setup(kw, samples)
+    ref = draw(model, sched, x_T, *REFERENCE)
     ref_mode = mixture.assign(ref)
+    excess = lambda x: (_score(score, x) - limit) / limit  # noqa: E731  FD above the limit / the limit
     rows = []
     for (method, grid), c in ((s, c) for s in samplers for c in calls):
-        with torch.inference_mode():
-            x = ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(c)))
+        x = draw(model, sched, x_T, method, grid, c)
         flip = mixture.assign(x) != ref_mode
         dist = (x - ref).norm(dim=1).numpy()
         flips_only, within = ref.clone(), x.clone()
         flips_only[flip], within[flip] = x[flip], ref[flip]
-        rows.append(dict(bed=bed, method=method, grid=grid, calls=c, limit=limit, excess=(_score(score, x) - limit) / limit,
-                         reference=(_score(score, ref) - limit) / limit, flips_only=(_score(score, flips_only) - limit) / limit,
-                         within_modes=(_score(score, within) - limit) / limit, flipped=float(flip.double().mean()),
+        rows.append(dict(bed=bed, method=method, grid=grid, calls=c, limit=limit, excess=excess(x), reference=excess(ref),
+                         flips_only=excess(flips_only), within_modes=excess(within), flipped=float(flip.double().mean()),
                          median=float(np.median(dist)), p99=float(np.quantile(dist, 0.99)), rms=float(np.sqrt((dist**2).mean()))))
     print(f"{bed}: limit {limit:.4f}", flush=True)
     return rows
