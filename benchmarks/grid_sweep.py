@@ -8,8 +8,10 @@ by the limit: the issue's target at 8 and 10 calls is at most 0.05.
 
 A grid is a named spacing (``ddim.SPACINGS``) or a time-power curve ``pP[sF][o][t]``: t_i = round(F (T - 1) u_i^P)
 (``timesteps.power_grid``; F = 1 unless given); ``o`` leaves out the call at t = 0 (open end); ``t`` moves the first
-level to T - 1, so the curve's interior is kept but x_T is read where it is drawn. ``p2`` is time-quadratic,
-``p2s0.9`` is ``quadratic-0.9``, ``p2s0.8t`` is ``quadratic-top`` (the DDIM paper's curve from 0.8 T, first call at T - 1).
+level to T - 1, so the curve's interior is kept but x_T is read where it is drawn. ``p2`` is time-quadratic, ``p2s0.9``
+is ``quadratic-0.9``, ``p2s0.8t`` is ``quadratic-top`` (the DDIM paper's curve from 0.8 T, first call at T - 1). Any grid
+may end in ``@D``: every level moved by D in lambda = log(alpha / sigma) (``shift_grid``; D < 0 towards noise). Data c
+times wider looks at lambda + log c as data of scale 1 looks at lambda, so its grid is the other's moved by -log c.
 The method ``auto`` is ``ddim.sample(method="auto")`` with no model folder: the table's method and grid at each budget.
 
     python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
@@ -31,7 +33,8 @@ from oracle_draws import DRAWS, SHAPES, bed_name
 from solver_family import BEDS, _score, limit_parts, mixture_bed
 
 import ddim
-from ddim.timesteps import power_grid
+from ddim.schedule import lambda_of
+from ddim.timesteps import nearest_steps, power_grid, timesteps
 
 BED_SETS = {"family": dict(BEDS),
             **{draws: {bed_name(shape, modes, seed): dict(dim=64, modes=modes, seed=seed, **SHAPES[shape])
@@ -40,13 +43,31 @@ POWER = re.compile(r"p(?P<power>\d+(\.\d+)?)(s(?P<start>0?\.\d+|1(\.0*)?))?(?P<o
 
 
 def grid_kwargs(grid: str, T: int, steps: int) -> dict:
-    """``ddim.sample`` keywords for ``grid`` (a named spacing or ``pP[sF][o][t]``, see the module doc) at ``steps`` levels."""
+    """``ddim.sample`` keywords for ``grid`` (a named spacing or ``pP[sF][o][t]``, optionally ``@D``; see the module doc) at
+    ``steps`` levels."""
+    if "@" in grid:
+        base, _, delta = grid.rpartition("@")
+        try:
+            delta = float(delta)
+        except ValueError:
+            raise ValueError(f"grid {grid!r}: what follows '@' must be a number (a shift in lambda), e.g. quadratic-0.9@-0.5") from None
+        kw = grid_kwargs(base, T, steps)
+        tau = kw["timesteps"] if "timesteps" in kw else timesteps(T, steps, kw["spacing"]).tolist()
+        return dict(timesteps=shift_grid(tau, delta, T))
     if grid in ddim.SPACINGS:
         return dict(steps=steps, spacing=grid)
     m = POWER.fullmatch(grid)
     if not m:
         raise ValueError(f"unknown grid {grid!r}: use a spacing ({', '.join(ddim.SPACINGS)}) or pP[sF][o][t], e.g. p2s0.9")
     return dict(timesteps=power_grid(T, steps, float(m["power"]), open_end=bool(m["open"]), start=float(m["start"] or 1.0), top=bool(m["top"])))
+
+
+def shift_grid(tau, delta: float, T: int) -> list[int]:
+    """``tau`` with every level moved by ``delta`` in lambda = log(alpha / sigma) on the linear schedule of length T (the
+    beds' schedule), kept inside its ends and made distinct (``timesteps.nearest_steps``). Data scaled by c has at
+    lambda what data of scale 1 has at lambda + log c, so a grid for data c times wider is the grid shifted by -log c."""
+    lam = lambda_of(ddim.NoiseSchedule.linear(T).alphas_cumprod.double().numpy())
+    return nearest_steps(lam, np.clip(lam[np.asarray(tau)] + delta, lam[-1], lam[0])).tolist()
 
 
 def bed_setup(kw: dict, samples: int):
