@@ -52,6 +52,14 @@ def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
     assert grid_kwargs("p3o", 1000, 5)["timesteps"][-1] == round(999 / 125)  # open end: no call at t = 0
     with pytest.raises(ValueError, match=r"unknown grid 'p2x': use a spacing \(uniform, .*\) or pP\[sF\]\[o\]\[t\], e.g. p2s0.9"):
         grid_kwargs("p2x", 1000, 8)
+    # '@D' moves every level by D in lambda: 0 changes nothing, towards noise (D < 0) no level goes down, and back
+    q09 = grid_kwargs("p2s0.9", 1000, 8)["timesteps"]
+    assert grid_kwargs("p2s0.9@0", 1000, 8)["timesteps"] == q09 == grid_kwargs("quadratic-0.9@0", 1000, 8)["timesteps"]
+    noisier, cleaner = grid_kwargs("p2s0.9@-0.5", 1000, 8)["timesteps"], grid_kwargs("p2s0.9@0.5", 1000, 8)["timesteps"]
+    assert all(a > b > c for a, b, c in zip(noisier, q09, cleaner) if b) and noisier[-1] > 0 == q09[-1] == cleaner[-1]
+    assert grid_kwargs("uniform@-12", 1000, 4)["timesteps"] == [999, 998, 997, 996]  # pushed past T - 1: kept inside, distinct
+    with pytest.raises(ValueError, match=r"grid 'p2@x': what follows '@' must be a number \(a shift in lambda\), e.g. quadratic-0.9@-0.5"):
+        grid_kwargs("p2@x", 1000, 8)
     bed = "64-D, 10 modes (our oracle)"  # 'auto' is the library's table: at 5 calls the authors' UniPC-3 on quadratic-open
     auto, table = bed_rows(bed, BED_SETS["family"][bed], ["auto", "unipc3-bh2"], ["quadratic-open"], [5], 60)
     assert ddim.policy.recommended(5) == ("unipc3-bh2", "quadratic-open") and (auto["method"], auto["grid"]) == ("auto", "table")
@@ -95,3 +103,59 @@ def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     assert coarse["calls"] == 3 and coarse["rms"] > coarse["median"] > 0 and coarse["excess"] > same["excess"]
     assert 0 <= coarse["flipped"] <= 1 and (coarse["flipped"] > 0) == (coarse["flips_only"] != coarse["reference"])
     assert f"| {bed} | ddim p1 | {coarse['excess']:+.3f} |" in "\n".join(table([same, coarse], 3))
+
+
+def test_grid_surrogate_scores_choices_on_the_gaussian_stand_in(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_surrogate import stand_in_errors
+        from solver_family import BEDS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    kw = BEDS["16-D, 5 modes"]
+    err = stand_in_errors(kw, [("unipc3", "p2"), ("ddim", "p2")], [4, 8, 300])
+    assert err[("unipc3", "p2", 300)] == 0  # the reference itself
+    assert err[("unipc3", "p2", 8)] < err[("unipc3", "p2", 4)] and err[("unipc3", "p2", 8)] < err[("ddim", "p2", 8)]
+    r = subprocess.run([sys.executable, "grid_surrogate.py", "--sweep", str(tmp_path / "none.csv")], cwd=BENCHMARKS, capture_output=True, text=True)
+    assert r.returncode == 2 and "none.csv does not exist: give a CSV that benchmarks/grid_sweep.py wrote (--sweep)" in r.stderr
+
+
+def test_gaussian_start_fits_the_data_from_one_call_and_keeps_the_budget():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gaussian_start import first_call, free_level, gauss_ei, warm
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    import ddim
+    from ddim.analytic import GaussianMixture
+
+    sched = ddim.NoiseSchedule.linear(1000)
+    gaussian = GaussianMixture.random(dim=8, modes=1, seed=3)
+    calls = []
+
+    def model(x, t, inner=gaussian.denoiser(sched)):
+        calls.append(int(torch.as_tensor(t).flatten()[0]))
+        return inner(x, t)
+
+    x_T = torch.randn(300, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mu, C = first_call(model, sched, x_T)  # the data prediction at T - 1 is affine: its fit is the data's mean and covariance
+    assert torch.allclose(mu, gaussian.mean, atol=1e-3) and torch.allclose(C, gaussian.covariance, atol=1e-3)
+    ref = ddim.sample(model, sched, x_T, method="unipc3", steps=300, spacing="time-quadratic")
+    for n in (3, 8):  # on a Gaussian the integrator around it is exact at any budget, where unipc3 is not
+        calls.clear()
+        assert (gauss_ei(model, sched, x_T, n) - ref).abs().max() < 1e-3 < (ddim.sample(model, sched, x_T, method="unipc3", steps=n,
+                                                                                          spacing="time-quadratic") - ref).abs().max()
+    assert calls[:n] == ddim.timesteps(1000, n, "time-quadratic").tolist()
+    for n in (8, 10):  # warm: one call at T - 1, then only the levels at or below 700
+        calls.clear()
+        warm(model, sched, x_T, n)
+        assert len(calls) == n and calls[0] == 999 and max(calls[1:]) <= 700
+    # free-level: the table's grid and one level more, on the Gaussian: on Gaussian data as good as calling the model there
+    calls.clear()
+    free, resid = free_level(model, sched, x_T, 8)
+    grid = ddim.timesteps(1000, 8, "quadratic-0.9").tolist()
+    assert calls == grid and resid < 1e-3
+    extra, _ = free_level(model, sched, x_T, 8, real=True)
+    assert calls[8:] == [grid[0], (grid[0] + grid[1] + 1) // 2, *grid[1:]] and (free - extra).abs().max() < 1e-3

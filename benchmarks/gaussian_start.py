@@ -1,0 +1,226 @@
+"""Does knowing the data's mean and covariance help a few-call sampler? Samplers built on it, on the exact mixtures.
+
+At the noisiest levels the data prediction is affine in x_t: there x0_hat = mu + alpha C (alpha^2 C + sigma^2 I)^-1
+(x_t - alpha mu) to first order in alpha, for any data of mean mu and covariance C. So a sampler's first call, at the
+first level of its grid, shows both: a least-squares fit of x0_hat against x_t over the batch (2,000 draws, 2-256
+dimensions) gives them (``fit_gaussian``). Its relative residual, ``resid`` (the part of x0_hat the fit misses), is
+how far from Gaussian the data already looks at that level; it grows with how far apart the modes are. On data with
+that mean and covariance the flow is known in closed form, and the beds here follow it closely from T - 1 down to about
+t = 700 (sigma / alpha = 12). Four ways to spend that knowledge, at the number of model calls in the column unless said:
+
+- ``free-level``: the table's method and grid with one more level, halfway (in t) between its first two, evaluated on
+  the Gaussian fitted to the first call: no extra call. ``extra-call`` is the same grid with that level a model call
+  (one call more than the column says): where the two agree, the Gaussian's level is as good as the model's.
+- ``warm``: the first call at T - 1, then the table's method and grid taken with as many levels as leave the rest of
+  the budget for the levels at or below t = 700; the levels above 700 are evaluated on the Gaussian.
+- ``gauss-ei``: an exponential integrator around the Gaussian. With z = x - alpha mu the flow in lambda is
+  dz/dlambda = A(lambda) z + alpha R, where the Gaussian part A z is integrated exactly (per eigen-direction of C the
+  Gaussian's flow scales z by sqrt(alpha^2 c + sigma^2)) and only the rest R = x0_hat - (the Gaussian's x0_hat) by a
+  polynomial through the latest values (order 3, in sigma / alpha, lower-order final steps), on time-quadratic from
+  T - 1. On a Gaussian it is exact whatever the number of calls (tests/test_benchmark_scripts.py).
+
+Entries are FD above the bed's common limit divided by the limit, as on the grid_sweep.py pages.
+
+    python benchmarks/gaussian_start.py --calls 5 8 10 --workers 2 --out docs/benchmarks   # about 8 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from _tables import machine_line, measured_rows, page_command, page_options, read_rows
+from grid_sweep import BED_SETS, bed_setup, draw
+from solver_family import _score
+
+import ddim
+from ddim.analytic import GaussianMixture
+from ddim.schedule import lambda_of
+
+NODES, WEIGHTS = np.polynomial.legendre.leggauss(24)
+
+
+def fit_gaussian(x: torch.Tensor, x0: torch.Tensor, a: float, s: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, C) of the Gaussian whose data prediction at level (a, s) is the least-squares affine fit of x0 on x."""
+    ones = torch.ones(len(x), 1, dtype=x.dtype)
+    coef = torch.linalg.lstsq(torch.cat([x, ones], 1), x0).solution
+    W, b = (coef[:-1] + coef[:-1].T) / 2, coef[-1]  # x0 = x W + b, W = a C (a^2 C + s^2)^-1
+    eye = torch.eye(W.shape[0], dtype=W.dtype)
+    values, vectors = torch.linalg.eigh(s**2 * W @ torch.linalg.inv(a * eye - a**2 * W))
+    C = (vectors * values.clamp(min=1e-12)) @ vectors.T  # a flat direction: the fit's eigenvalue near 0 may come out below it
+    return torch.linalg.solve(eye - a * W, b), (C + C.T) / 2
+
+
+class FitFirst:
+    """``model`` whose first call also fits the Gaussian (``fit_gaussian``); after it, calls at a level in ``free`` go
+    to that Gaussian's exact denoiser instead. Counts the model's calls (``calls``) and keeps the fit's ``resid``."""
+
+    def __init__(self, model, sched, free=()) -> None:
+        self.model, self.sched, self.free = model, sched, set(free)
+        self.gaussian, self.calls, self.resid = None, 0, float("nan")
+
+    def __call__(self, x, t):
+        level = int(torch.as_tensor(t).flatten()[0])
+        if self.gaussian is not None and level in self.free:
+            return self.gaussian(x, t)
+        self.calls += 1
+        eps = self.model(x, t)
+        if self.gaussian is None:
+            ab = self.sched.alpha_bar(level)
+            a, s = math.sqrt(ab), math.sqrt(1 - ab)
+            x0 = (x - s * eps) / a
+            mu, C = fit_gaussian(x.reshape(len(x), -1), x0.reshape(len(x), -1), a, s)
+            self.gaussian = GaussianMixture(mu[None], C[None]).denoiser(self.sched)
+            fitted = (x - s * self.gaussian(x, t)) / a
+            self.resid = float((x0 - fitted).norm() / (x0 - x0.mean(0)).norm())
+        return eps
+
+
+def first_call(model, sched, x_T: torch.Tensor):
+    """The Gaussian (mu, C) fitted to the model's call at T - 1."""
+    fit = FitFirst(model, sched)
+    fit(x_T, torch.tensor([len(sched) - 1]))
+    return fit.gaussian.mixture.mean, fit.gaussian.mixture.covariance
+
+
+def free_level(model, sched, x_T, calls: int, real: bool = False):
+    """``free-level`` (``real``: ``extra-call``), module doc. Returns (samples, the fit's resid)."""
+    method, spacing = ddim.policy.recommended(calls)
+    grid = ddim.timesteps(len(sched), ddim.METHODS[method].steps_for(calls), spacing).tolist()
+    middle = (grid[0] + grid[1] + 1) // 2
+    fit = FitFirst(model, sched, () if real else [middle])
+    x = ddim.sample(fit, sched, x_T, method=method, timesteps=[grid[0], middle, *grid[1:]])
+    assert fit.calls == calls + real
+    return x, fit.resid
+
+
+def warm(model, sched, x_T, calls: int, handover: int = 700):
+    """``warm`` (module doc): 1 call at T - 1, the table's grid evaluated on the Gaussian above ``handover``."""
+    method, spacing = ddim.policy.recommended(calls)
+    steps = next(S for S in range(calls, len(sched)) if (ddim.timesteps(len(sched), S, spacing) <= handover).sum() >= calls - 1)
+    grid = [len(sched) - 1, *(t for t in ddim.timesteps(len(sched), steps, spacing).tolist() if t < len(sched) - 1)]
+    fit = FitFirst(model, sched, [t for t in grid[1:] if t > handover])
+    x = ddim.sample(fit, sched, x_T, method=method, timesteps=grid)
+    assert fit.calls == calls
+    return x
+
+
+def gauss_ei(model, sched, x_T, calls: int, order: int = 3):
+    """``gauss-ei`` (module doc) on time-quadratic; the call at T - 1 is both the fit and the first node."""
+    grid = ddim.timesteps(len(sched), calls, "time-quadratic").tolist()
+    ab = [sched.alpha_bar(t) for t in grid]
+    lam = [float(lambda_of(v)) for v in ab]
+    x, history = x_T, []  # (lambda, R in C's eigenbasis), newest first
+    for i, t in enumerate(grid):
+        a, s = math.sqrt(ab[i]), math.sqrt(1 - ab[i])
+        x0 = (x - s * model(x, torch.tensor([t]))) / a
+        if i == 0:
+            mu, C = fit_gaussian(x, x0, a, s)
+            c, U = torch.linalg.eigh(C)
+            c = c.clamp(min=0).numpy()
+        z = (x - a * mu) @ U
+        history = [(lam[i], x0 @ U - mu @ U - z * torch.from_numpy(a * c / (a * a * c + s * s)))] + history[: order - 1]
+        if i == len(grid) - 1:
+            return x0
+        k = min(len(history), len(grid) - 1 - i)  # lower-order final steps
+        lo, hi = lam[i], lam[i + 1]
+        u = lo + (NODES + 1) / 2 * (hi - lo)
+        au2 = 1 / (1 + np.exp(-2 * u))  # alpha^2 at lambda u
+        spread = lambda a2: np.sqrt(a2 * c + 1 - a2)  # noqa: E731 - the Gaussian's std along each direction at alpha^2 = a2
+        at2 = 1 / (1 + math.exp(-2 * hi))
+        kernel = (spread(at2)[None] / spread(au2[:, None])) * np.sqrt(au2)[:, None] * (WEIGHTS / 2 * (hi - lo))[:, None]
+        rho = np.exp(lo - u)  # sigma/alpha over its value at lambda_i
+        nodes = [math.exp(lo - lj) for lj, _ in history[:k]]
+        y = z * torch.from_numpy(spread(at2) / spread(ab[i]))
+        for j in range(k):
+            basis = np.prod([(rho - nodes[m]) / (nodes[j] - nodes[m]) for m in range(k) if m != j], axis=0) if k > 1 else np.ones_like(rho)
+            y = y + history[j][1] * torch.from_numpy((kernel * np.asarray(basis)[:, None]).sum(0))
+        x = math.sqrt(at2) * mu + y @ U.T
+    return x
+
+
+SAMPLERS = ("table", "free-level", "extra-call", "warm", "gauss-ei")
+PEER_PAGES = ("solver-family-ipndm.csv", "solver-family-tq.csv", "oracle-draws.csv", "oracle-draws-heldout.csv")
+
+
+def bed_rows(bed: str, kw: dict, calls, samples: int) -> list[dict]:
+    torch.set_num_threads(1)
+    _, sched, model, x_T, score, limit = bed_setup(kw, samples)
+    rows = []
+    with torch.inference_mode():
+        for c in calls:
+            free, resid = free_level(model, sched, x_T, c)
+            samplers = dict(table=draw(model, sched, x_T, "auto", "table", c), **{"free-level": free},
+                            **{"extra-call": free_level(model, sched, x_T, c, real=True)[0]}, warm=warm(model, sched, x_T, c),
+                            **{"gauss-ei": gauss_ei(model, sched, x_T, c)})
+            rows += [dict(bed=bed, sampler=name, calls=c, value=_score(score, x), limit=limit, resid=resid) for name, x in samplers.items()]
+    print(f"{bed}: limit {limit:.4f}", flush=True)
+    return rows
+
+
+def best_peers(folder: Path) -> dict:
+    """{(bed, calls): the lowest excess / limit of any peer} over the pages of PEER_PAGES in ``folder`` (same beds, x_T, limits)."""
+    best = {}
+    for page in PEER_PAGES:
+        if (folder / page).is_file():
+            for r in read_rows(folder / page):
+                if not r["sampler"].startswith("ours"):
+                    key = (r["bed"], r["calls"])
+                    best[key] = min(best.get(key, math.inf), r["excess"] / r["limit"])
+    return best
+
+
+def page(rows: list[dict], calls, peers: dict) -> list[str]:
+    beds = list(dict.fromkeys(r["bed"] for r in rows))
+    rel = {(r["bed"], r["sampler"], r["calls"]): (r["value"] - r["limit"]) / r["limit"] for r in rows}
+    resid = {(r["bed"], r["calls"]): r["resid"] for r in rows}
+    lines = ["| sampler | " + " | ".join(f"{c} calls: within 5% (worst)" for c in calls) + " |", "|---|" + "---:|" * len(calls)]
+    for n in SAMPLERS:
+        parts = [f"{sum(rel[(b, n, c)] <= 0.05 for b in beds)} / {len(beds)} ({max(rel[(b, n, c)] for b in beds):+.3f})" for c in calls]
+        lines.append(f"| {n}{' (one call more)' if n == 'extra-call' else ''} | " + " | ".join(parts) + " |")
+    for c in calls:
+        lines += ["", f"## Per bed at {c} calls: FD above the limit / the limit", "",
+                  "| bed | resid | " + " | ".join(SAMPLERS) + " | best peer | free-level / best peer |",
+                  "|---|---:|" + "---:|" * (len(SAMPLERS) + 2)]
+        for b in beds:
+            peer = peers.get((b, c))
+            ratio = f"{rel[(b, 'free-level', c)] / peer:.2f}" if peer and peer > 0 else "—"
+            lines.append(f"| {b} | {resid[(b, c)]:.3f} | " + " | ".join(f"{rel[(b, n, c)]:+.3f}" for n in SAMPLERS)
+                         + f" | {f'{peer:+.3f}' if peer is not None else '—'} | {ratio} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, nargs="+", default=[5, 8, 10])
+    ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=list(BED_SETS))
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=1)
+    page_options(ap, "gaussian-start")
+    args = ap.parse_args()
+    if min(args.calls) < 4:
+        ap.error("--calls must be at least 4: the table's grid then has two levels to put the free one between")
+    rows = measured_rows(args, lambda: measure(args))
+    out = args.out / f"{args.name}.md"
+    machine = machine_line(out, args.render, f"Machine: {args.workers} processes of 1 CPU thread, torch {torch.__version__}. "
+                           f"{args.samples} samples per cell, float64.")
+    peers = f"The best peer is the lowest excess of any peer on {', '.join(PEER_PAGES)} (same beds, x_T and limits)."
+    text = [page_command("gaussian_start.py", out, args.render), "", machine, "", *__doc__.split("\n\n")[1:4], "", peers, "",
+            "## How often each sampler is at the limit", "", *page(rows, args.calls, best_peers(args.out))]
+    out.write_text("\n".join(text) + "\n")
+    print("\n".join(page(rows, args.calls, {})[: len(SAMPLERS) + 2]))
+
+
+def measure(args) -> list[dict]:
+    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    with ProcessPoolExecutor(args.workers) as pool:
+        jobs = [pool.submit(bed_rows, b, kw, args.calls, args.samples) for b, kw in beds.items()]
+        return [r for job in jobs for r in job.result()]
+
+
+if __name__ == "__main__":
+    main()
