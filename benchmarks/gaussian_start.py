@@ -21,7 +21,8 @@ t = 700 (sigma / alpha = 12). Four ways to spend that knowledge, at the number o
 
 Entries are FD above the bed's common limit divided by the limit, as on the grid_sweep.py pages.
 
-    python benchmarks/gaussian_start.py --calls 5 8 10 --workers 2 --out docs/benchmarks   # about 8 minutes on 2 cores
+    python benchmarks/gaussian_start.py --calls 4 5 6 8 10 --workers 2 --out docs/benchmarks   # about 12 minutes on 2 cores
+    python benchmarks/gaussian_start.py --models digits --calls 4 5 6 7 8 --name gaussian-start-digits --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class FitFirst:
             ab = self.sched.alpha_bar(level)
             a, s = math.sqrt(ab), math.sqrt(1 - ab)
             x0 = (x - s * eps) / a
-            mu, C = fit_gaussian(x.reshape(len(x), -1), x0.reshape(len(x), -1), a, s)
+            mu, C = fit_gaussian(x.reshape(len(x), -1).double(), x0.reshape(len(x), -1).double(), a, s)
             self.gaussian = GaussianMixture(mu[None], C[None]).denoiser(self.sched)
             fitted = (x - s * self.gaussian(x, t)) / a
             self.resid = float((x0 - fitted).norm() / (x0 - x0.mean(0)).norm())
@@ -200,8 +201,12 @@ def main() -> None:
     ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=list(BED_SETS))
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--models", nargs="+", help="learned models instead of the mixtures (ddim.load names, e.g. digits)")
+    ap.add_argument("--images", type=int, default=300, help="with --models: images per sampler (seeds 0..N-1)")
     page_options(ap, "gaussian-start")
     args = ap.parse_args()
+    if args.models:
+        return model_page(args)
     if min(args.calls) < 4:
         ap.error("--calls must be at least 4: the table's grid then has two levels to put the free one between")
     rows = measured_rows(args, lambda: measure(args))
@@ -213,6 +218,33 @@ def main() -> None:
             "## How often each sampler is at the limit", "", *page(rows, args.calls, best_peers(args.out))]
     out.write_text("\n".join(text) + "\n")
     print("\n".join(page(rows, args.calls, {})[: len(SAMPLERS) + 2]))
+
+
+def model_page(args) -> None:
+    """``--models``: the table (no model folder), ``auto`` with the folder, free-level and extra-call on learned models, FD
+    above the limit as solver_family.py measures it (the first ``--images`` seeds, FD against the training split)."""
+    import solver_family
+
+    samplers = {"ours table (no model folder)": lambda model, sched, x_T, c: draw(model, sched, x_T, "auto", "table", c),
+                "ours auto": solver_family.auto,
+                "ours free-level": lambda model, sched, x_T, c: free_level(model, sched, x_T, c)[0],
+                "ours extra-call": lambda model, sched, x_T, c: free_level(model, sched, x_T, c, real=True)[0]}
+    args.model_calls = None
+    rows = measured_rows(args, lambda: solver_family.model_beds(args, samplers))
+    out = args.out / f"{args.name}.md"
+    cell = {(r["bed"], r["sampler"], r["calls"]): r for r in rows}
+    lines = []
+    for bed in dict.fromkeys(r["bed"] for r in rows):
+        noise = next(r["noise"] for r in rows if r["bed"] == bed)
+        lines += ["", f"## {bed}: FD above the limit (FD noise {noise:.3f}), model calls in brackets", "",
+                  "| sampler | " + " | ".join(f"{c} calls" for c in args.calls) + " |", "|---|" + "---:|" * len(args.calls)]
+        for s in samplers:
+            lines.append(f"| {s} | " + " | ".join(f"{cell[(bed, s, c)]['excess']:+.4f} ({cell[(bed, s, c)]['model_calls']})" for c in args.calls) + " |")
+    machine = machine_line(out, args.render, f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}.")
+    text = [page_command("gaussian_start.py", out, args.render), "", machine, "", __doc__.split("\n\n")[2], "",
+            "On a learned model the fit needs a batch larger than the image's number of values (here 64 for digits).", *lines]
+    out.write_text("\n".join(text) + "\n")
+    print("\n".join(lines))
 
 
 def measure(args) -> list[dict]:
