@@ -5,14 +5,16 @@ At the noisiest levels the data prediction is affine in x_t: there x0_hat = mu +
 first level of its grid, shows both: a least-squares fit of x0_hat against x_t over the batch (2,000 draws, 2-256
 dimensions) gives them (``fit_gaussian``). Its relative residual, ``resid`` (the part of x0_hat the fit misses), is
 how far from Gaussian the data already looks at that level; it grows with how far apart the modes are. On data with
-that mean and covariance the flow is known in closed form, and the beds here follow it closely from T - 1 down to about
-t = 700 (sigma / alpha = 12). Four ways to spend that knowledge, at the number of model calls in the column unless said:
+that mean and covariance the flow and the data prediction are known in closed form; how far down a bed still follows
+them is what ``free-level`` against ``extra-call`` shows. Four ways to spend that knowledge, at the number of model
+calls in the column unless said:
 
 - ``free-level``: the table's method and grid with one more level, halfway (in t) between its first two, evaluated on
   the Gaussian fitted to the first call: no extra call. ``extra-call`` is the same grid with that level a model call
   (one call more than the column says): where the two agree, the Gaussian's level is as good as the model's.
 - ``warm``: the first call at T - 1, then the table's method and grid taken with as many levels as leave the rest of
-  the budget for the levels at or below t = 700; the levels above 700 are evaluated on the Gaussian.
+  the budget for the levels at or below t = 700 (sigma / alpha = 12, a choice); the levels above it are evaluated on
+  the Gaussian.
 - ``gauss-ei``: an exponential integrator around the Gaussian. With z = x - alpha mu the flow in lambda is
   dz/dlambda = A(lambda) z + alpha R, where the Gaussian part A z is integrated exactly (per eigen-direction of C the
   Gaussian's flow scales z by sqrt(alpha^2 c + sigma^2)) and only the rest R = x0_hat - (the Gaussian's x0_hat) by a
