@@ -25,6 +25,7 @@ Entries are FD above the bed's common limit divided by the limit, as on the grid
 
     python benchmarks/gaussian_start.py --calls 4 5 6 8 10 --workers 2 --out docs/benchmarks   # about 12 minutes on 2 cores
     python benchmarks/gaussian_start.py --models digits --calls 4 5 6 7 8 --name gaussian-start-digits --out docs/benchmarks
+    python benchmarks/gaussian_start.py --beds fresh --calls 5 6 8 --workers 2 --name gaussian-start-fresh --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options, read_rows
 from grid_sweep import BED_SETS, bed_setup, draw
+from oracle_draws import PEERS, SHAPES, bed_name
+from solver_family import SAMPLERS as PEER_SAMPLERS
 from solver_family import _score
 
 import ddim
@@ -147,10 +150,19 @@ def gauss_ei(model, sched, x_T, calls: int, order: int = 3):
 
 
 SAMPLERS = ("table", "free-level", "extra-call", "warm", "gauss-ei")
+# ``gated``: free-level where resid * sigma / alpha at the grid's first level is below GATE, else the table. The product
+# grows with how far apart the modes are; GATE was set between far modes (9.8 at 5 calls, 11.9 at 8) and every other bed
+# of the 28 (at most 4.8) before the fresh beds were drawn, to test it there.
+GATE = 7.0
+# Fresh 64-D beds, drawn after GATE was set: the three shapes of oracle_draws.py and a far-modes one like solver_family's
+FRESH_SHAPES = {**SHAPES, "far": dict(spread=1.5, scale=(0.02, 0.2))}
+FRESH = {bed_name(shape, modes, 300 + 10 * i + j): dict(dim=64, modes=modes, seed=300 + 10 * i + j, **FRESH_SHAPES[shape])
+         for i, shape in enumerate(FRESH_SHAPES) for j, modes in enumerate((3, 8, 15))}
+ALL_BEDS = {**BED_SETS, "fresh": FRESH}
 PEER_PAGES = ("solver-family-ipndm.csv", "solver-family-tq.csv", "oracle-draws.csv", "oracle-draws-heldout.csv")
 
 
-def bed_rows(bed: str, kw: dict, calls, samples: int) -> list[dict]:
+def bed_rows(bed: str, kw: dict, calls, samples: int, peers: bool = False) -> list[dict]:
     torch.set_num_threads(1)
     _, sched, model, x_T, score, limit = bed_setup(kw, samples)
     rows = []
@@ -160,6 +172,8 @@ def bed_rows(bed: str, kw: dict, calls, samples: int) -> list[dict]:
             samplers = dict(table=draw(model, sched, x_T, "auto", "table", c), **{"free-level": free},
                             **{"extra-call": free_level(model, sched, x_T, c, real=True)[0]}, warm=warm(model, sched, x_T, c),
                             **{"gauss-ei": gauss_ei(model, sched, x_T, c)})
+            if peers:  # the peers of oracle_draws.py, from the same x_T
+                samplers.update({name: PEER_SAMPLERS[name](model, sched, x_T, c) for name in PEERS})
             rows += [dict(bed=bed, sampler=name, calls=c, value=_score(score, x), limit=limit, resid=resid) for name, x in samplers.items()]
     print(f"{bed}: limit {limit:.4f}", flush=True)
     return rows
@@ -177,30 +191,45 @@ def best_peers(folder: Path) -> dict:
     return best
 
 
+def first_ratio(calls: int) -> float:
+    """sigma / alpha at the first level of the table's grid at ``calls`` calls (linear schedule of 1,000 steps)."""
+    sched = ddim.NoiseSchedule.linear(1000)
+    method, spacing = ddim.policy.recommended(calls)
+    ab = sched.alpha_bar(int(ddim.timesteps(1000, ddim.METHODS[method].steps_for(calls), spacing)[0]))
+    return math.sqrt((1 - ab) / ab)
+
+
 def page(rows: list[dict], calls, peers: dict) -> list[str]:
     beds = list(dict.fromkeys(r["bed"] for r in rows))
     rel = {(r["bed"], r["sampler"], r["calls"]): (r["value"] - r["limit"]) / r["limit"] for r in rows}
     resid = {(r["bed"], r["calls"]): r["resid"] for r in rows}
+    for r in rows:  # peers run here (--beds fresh)
+        if r["sampler"] in PEERS:
+            peers[(r["bed"], r["calls"])] = min(peers.get((r["bed"], r["calls"]), math.inf), rel[(r["bed"], r["sampler"], r["calls"])])
+    for b, c in resid:  # gated: derived, no run of its own
+        rel[(b, "gated", c)] = rel[(b, "free-level" if resid[(b, c)] * first_ratio(c) < GATE else "table", c)]
+    columns = (*SAMPLERS, "gated")
     lines = ["| sampler | " + " | ".join(f"{c} calls: within 5% (worst)" for c in calls) + " |", "|---|" + "---:|" * len(calls)]
-    for n in SAMPLERS:
+    for n in columns:
         parts = [f"{sum(rel[(b, n, c)] <= 0.05 for b in beds)} / {len(beds)} ({max(rel[(b, n, c)] for b in beds):+.3f})" for c in calls]
         lines.append(f"| {n}{' (one call more)' if n == 'extra-call' else ''} | " + " | ".join(parts) + " |")
     for c in calls:
         lines += ["", f"## Per bed at {c} calls: FD above the limit / the limit", "",
-                  "| bed | resid | " + " | ".join(SAMPLERS) + " | best peer | free-level / best peer |",
-                  "|---|---:|" + "---:|" * (len(SAMPLERS) + 2)]
+                  "| bed | resid | " + " | ".join(columns) + " | best peer | free-level / best peer | gated / best peer |",
+                  "|---|---:|" + "---:|" * (len(columns) + 3)]
         for b in beds:
             peer = peers.get((b, c))
-            ratio = f"{rel[(b, 'free-level', c)] / peer:.2f}" if peer and peer > 0 else "—"
-            lines.append(f"| {b} | {resid[(b, c)]:.3f} | " + " | ".join(f"{rel[(b, n, c)]:+.3f}" for n in SAMPLERS)
-                         + f" | {f'{peer:+.3f}' if peer is not None else '—'} | {ratio} |")
+            ratios = [f"{rel[(b, n, c)] / peer:.2f}" if peer and peer > 0 else "—" for n in ("free-level", "gated")]
+            lines.append(f"| {b} | {resid[(b, c)]:.3f} | " + " | ".join(f"{rel[(b, n, c)]:+.3f}" for n in columns)
+                         + f" | {f'{peer:+.3f}' if peer is not None else '—'} | " + " | ".join(ratios) + " |")
     return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, nargs="+", default=[5, 8, 10])
-    ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=list(BED_SETS))
+    ap.add_argument("--beds", nargs="+", choices=list(ALL_BEDS), default=list(BED_SETS),
+                    help="'fresh': twelve 64-D beds drawn to test GATE, with the peers run on them (not in the default)")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--models", nargs="+", help="learned models instead of the mixtures (ddim.load names, e.g. digits)")
@@ -215,11 +244,13 @@ def main() -> None:
     out = args.out / f"{args.name}.md"
     machine = machine_line(out, args.render, f"Machine: {args.workers} processes of 1 CPU thread, torch {torch.__version__}. "
                            f"{args.samples} samples per cell, float64.")
-    peers = f"The best peer is the lowest excess of any peer on {', '.join(PEER_PAGES)} (same beds, x_T and limits)."
+    peers = (f"The best peer is the lowest excess of any peer on {', '.join(PEER_PAGES)} (same beds, x_T and limits), or on the "
+             f"fresh beds of the peers run here ({', '.join(PEERS)}). ``gated`` is free-level where resid times sigma / alpha "
+             f"at the grid's first level is below {GATE:g}, else the table (derived from those two columns).")
     text = [page_command("gaussian_start.py", out, args.render), "", machine, "", *__doc__.split("\n\n")[1:4], "", peers, "",
             "## How often each sampler is at the limit", "", *page(rows, args.calls, best_peers(args.out))]
     out.write_text("\n".join(text) + "\n")
-    print("\n".join(page(rows, args.calls, {})[: len(SAMPLERS) + 2]))
+    print("\n".join(page(rows, args.calls, {})[: len(SAMPLERS) + 3]))
 
 
 def model_page(args) -> None:
@@ -250,9 +281,9 @@ def model_page(args) -> None:
 
 
 def measure(args) -> list[dict]:
-    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    beds = {name: kw for s in args.beds for name, kw in ALL_BEDS[s].items()}
     with ProcessPoolExecutor(args.workers) as pool:
-        jobs = [pool.submit(bed_rows, b, kw, args.calls, args.samples) for b, kw in beds.items()]
+        jobs = [pool.submit(bed_rows, b, kw, args.calls, args.samples, b in FRESH) for b, kw in beds.items()]
         return [r for job in jobs for r in job.result()]
 
 

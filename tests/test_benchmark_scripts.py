@@ -159,3 +159,19 @@ def test_gaussian_start_fits_the_data_from_one_call_and_keeps_the_budget():
     assert calls == grid and resid < 1e-3
     extra, _ = free_level(model, sched, x_T, 8, real=True)
     assert calls[8:] == [grid[0], (grid[0] + grid[1] + 1) // 2, *grid[1:]] and (free - extra).abs().max() < 1e-3
+
+
+def test_gaussian_start_gate_picks_the_free_level_only_where_the_fit_residual_is_small():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gaussian_start import FRESH, GATE, PEERS, SAMPLERS, first_ratio, page
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert len(FRESH) == 12 and first_ratio(5) > 25  # the 5-call grid starts at t = 800, sigma / alpha 25.7
+    rows = []
+    for bed, resid in (("near", 0.5 * GATE / first_ratio(5)), ("far", 2 * GATE / first_ratio(5))):
+        values = dict(zip(SAMPLERS, (1.3, 1.1, 1.2, 1.4, 1.5)), **{PEERS[0]: 2.0})  # limit 1: excess = value - 1
+        rows += [dict(bed=bed, sampler=s, calls=5, value=v, limit=1.0, resid=resid) for s, v in values.items()]
+    text = "\n".join(page(rows, [5], {}))
+    # the table's 0.3 where the residual is past the gate, the free level's 0.1 where it is not; the peer run here is the best
+    assert "| near | " in text and "+0.100 | +1.000 | 0.10 | 0.10 |" in text and "+0.300 | +1.000 | 0.10 | 0.30 |" in text
