@@ -203,11 +203,12 @@ def page(rows: list[dict], calls, peers: dict) -> list[str]:
     beds = list(dict.fromkeys(r["bed"] for r in rows))
     rel = {(r["bed"], r["sampler"], r["calls"]): (r["value"] - r["limit"]) / r["limit"] for r in rows}
     resid = {(r["bed"], r["calls"]): r["resid"] for r in rows}
+    peers, ratio = dict(peers), {c: first_ratio(c) for c in calls}
     for r in rows:  # peers run here (--beds fresh)
         if r["sampler"] in PEERS:
             peers[(r["bed"], r["calls"])] = min(peers.get((r["bed"], r["calls"]), math.inf), rel[(r["bed"], r["sampler"], r["calls"])])
     for b, c in resid:  # gated: derived, no run of its own
-        rel[(b, "gated", c)] = rel[(b, "free-level" if resid[(b, c)] * first_ratio(c) < GATE else "table", c)]
+        rel[(b, "gated", c)] = rel[(b, "free-level" if resid[(b, c)] * ratio[c] < GATE else "table", c)]
     columns = (*SAMPLERS, "gated")
     lines = ["| sampler | " + " | ".join(f"{c} calls: within 5% (worst)" for c in calls) + " |", "|---|" + "---:|" * len(calls)]
     for n in columns:
@@ -237,7 +238,10 @@ def main() -> None:
     page_options(ap, "gaussian-start")
     args = ap.parse_args()
     if args.models:
-        return model_page(args)
+        try:
+            return model_page(args)
+        except FileNotFoundError as e:  # a model name or folder that is not there
+            ap.error(str(e))
     if min(args.calls) < 4:
         ap.error("--calls must be at least 4: the table's grid then has two levels to put the free one between")
     rows = measured_rows(args, lambda: measure(args))
@@ -248,9 +252,10 @@ def main() -> None:
              f"fresh beds of the peers run here ({', '.join(PEERS)}). ``gated`` is free-level where resid times sigma / alpha "
              f"at the grid's first level is below {GATE:g}, else the table (derived from those two columns).")
     text = [page_command("gaussian_start.py", out, args.render), "", machine, "", *__doc__.split("\n\n")[1:4], "", peers, "",
-            "## How often each sampler is at the limit", "", *page(rows, args.calls, best_peers(args.out))]
-    out.write_text("\n".join(text) + "\n")
-    print("\n".join(page(rows, args.calls, {})[: len(SAMPLERS) + 3]))
+            "## How often each sampler is at the limit", ""]
+    tables = page(rows, args.calls, best_peers(args.out))
+    out.write_text("\n".join(text + tables) + "\n")
+    print("\n".join(tables[: len(SAMPLERS) + 3]))
 
 
 def model_page(args) -> None:

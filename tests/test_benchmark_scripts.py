@@ -175,3 +175,9 @@ def test_gaussian_start_gate_picks_the_free_level_only_where_the_fit_residual_is
     text = "\n".join(page(rows, [5], {}))
     # the table's 0.3 where the residual is past the gate, the free level's 0.1 where it is not; the peer run here is the best
     assert "| near | " in text and "+0.100 | +1.000 | 0.10 | 0.10 |" in text and "+0.300 | +1.000 | 0.10 | 0.30 |" in text
+
+
+def test_gaussian_start_names_a_missing_model_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "gaussian_start.py", "--models", "nope", "--out", str(tmp_path)], cwd=BENCHMARKS, capture_output=True, text=True)
+    assert r.returncode == 2 and "error: no model folder at nope; give a folder with model_index.json or one of: digits" in r.stderr
+    assert "Traceback" not in r.stderr
