@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options, read_rows
 from grid_sweep import BED_SETS, bed_setup, draw
-from oracle_draws import PEERS, SHAPES, bed_name
+from oracle_draws import PEERS
 from solver_family import SAMPLERS as PEER_SAMPLERS
 from solver_family import _score
 
@@ -154,11 +154,8 @@ SAMPLERS = ("table", "free-level", "extra-call", "warm", "gauss-ei")
 # grows with how far apart the modes are; GATE was set between far modes (9.8 at 5 calls, 11.9 at 8) and every other bed
 # of the 28 (at most 4.8) before the fresh beds were drawn, to test it there.
 GATE = 7.0
-# Fresh 64-D beds, drawn after GATE was set: the three shapes of oracle_draws.py and a far-modes one like solver_family's
-FRESH_SHAPES = {**SHAPES, "far": dict(spread=1.5, scale=(0.02, 0.2))}
-FRESH = {bed_name(shape, modes, 300 + 10 * i + j): dict(dim=64, modes=modes, seed=300 + 10 * i + j, **FRESH_SHAPES[shape])
-         for i, shape in enumerate(FRESH_SHAPES) for j, modes in enumerate((3, 8, 15))}
-ALL_BEDS = {**BED_SETS, "fresh": FRESH}
+# The fresh 64-D beds of oracle_draws.py (--draws fresh), drawn after GATE was set, to test it there
+FRESH = BED_SETS["fresh"]
 PEER_PAGES = ("solver-family-ipndm.csv", "solver-family-tq.csv", "oracle-draws.csv", "oracle-draws-heldout.csv")
 
 
@@ -229,7 +226,7 @@ def page(rows: list[dict], calls, peers: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, nargs="+", default=[5, 8, 10])
-    ap.add_argument("--beds", nargs="+", choices=list(ALL_BEDS), default=list(BED_SETS),
+    ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=["family", "shapes", "held-out"],
                     help="'fresh': twelve 64-D beds drawn to test GATE, with the peers run on them (not in the default)")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=1)
@@ -286,7 +283,7 @@ def model_page(args) -> None:
 
 
 def measure(args) -> list[dict]:
-    beds = {name: kw for s in args.beds for name, kw in ALL_BEDS[s].items()}
+    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [pool.submit(bed_rows, b, kw, args.calls, args.samples, b in FRESH) for b, kw in beds.items()]
         return [r for job in jobs for r in job.result()]

@@ -16,9 +16,15 @@ oracle-draws.md and the seven of solver_family.py, to check that choice on beds 
 where `auto` stays `unipc3` on time-quadratic, they were looked at when `ipndm3` on `quadratic-0.9` was tried there
 (docs/solvers.md: not kept).
 
+`--draws fresh` draws twelve 64-D mixtures none of the choices was made on (seeds 300-332; 3, 8 and 15 modes in the
+three shapes above and a fourth, "far": means spread 1.5, component scales 0.02-0.2, a 64-D counterpart of
+solver_family.py's two far modes), 2,000 x_T each, float64. First drawn by gaussian_start.py (gaussian-start-fresh.md)
+to test a rule set on the other 28; a standard set of grid_sweep.py (``--beds fresh``) since.
+
     python benchmarks/oracle_draws.py --calls 5 8 10 12 --out docs/benchmarks           # about 8 minutes on 1 thread
     python benchmarks/oracle_draws.py --calls 5 8 10 12 --draws held-out --name oracle-draws-heldout --out docs/benchmarks
                                                                       # about 10 minutes
+    python benchmarks/oracle_draws.py --calls 4 5 6 8 10 --draws fresh --name oracle-draws-fresh --out docs/benchmarks
     python benchmarks/oracle_draws.py --render --out docs/benchmarks  # only redraw the page from its CSV
 """
 
@@ -34,9 +40,11 @@ SHAPES = {  # GaussianMixture.random arguments besides dim, modes and seed
     "default": dict(),
     "sharp, wide": dict(spread=1.0, scale=(0.02, 0.1)),
     "broad, close": dict(spread=0.3, scale=(0.1, 0.5)),
+    "far": dict(spread=1.5, scale=(0.02, 0.2)),  # a 64-D counterpart of solver_family.py's 128-D far modes; fresh draws only
 }
-DRAWS = {"shapes": [(shape, modes, 100 + 10 * i + j) for i, shape in enumerate(SHAPES) for j, modes in enumerate((5, 10, 20))],
-         "held-out": [("default", (5, 10, 20, 8)[i % 4], 200 + i) for i in range(12)]}
+DRAWS = {"shapes": [(shape, modes, 100 + 10 * i + j) for i, shape in enumerate(list(SHAPES)[:3]) for j, modes in enumerate((5, 10, 20))],
+         "held-out": [("default", (5, 10, 20, 8)[i % 4], 200 + i) for i in range(12)],
+         "fresh": [(shape, modes, 300 + 10 * i + j) for i, shape in enumerate(SHAPES) for j, modes in enumerate((3, 8, 15))]}
 OURS = ("ours auto", "ours unipc3 (time-quadratic)", "ours ipndm3 (time-quadratic)")
 PEERS = ("k-diffusion dpmpp_2m (karras)", "k-diffusion dpmpp_2m (our logsnr)", "k-diffusion lms (our time-quadratic)",
          "diffusers DPM++ 3M", "diffusers UniPC bh2", "diffusers UniPC-3 bh2")
@@ -46,9 +54,9 @@ def bed_name(shape: str, modes: int, seed: int) -> str:
     return f"64-D, {modes} modes, {shape} (seed {seed})"
 
 
-def held_out(rows: list[dict]) -> bool:
-    """Whether ``rows`` are of the held-out draws."""
-    return rows[0]["bed"] in {bed_name(*draw) for draw in DRAWS["held-out"]}
+def draws_of(rows: list[dict]) -> str:
+    """Which set of DRAWS ``rows`` are of."""
+    return next(d for d, draws in DRAWS.items() if rows[0]["bed"] in {bed_name(*draw) for draw in draws})
 
 
 def summary(rows: list[dict], calls: list[int]) -> list[str]:
@@ -94,7 +102,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calls", type=int, nargs="+", default=[5, 8, 10])
     ap.add_argument("--draws", choices=list(DRAWS), default="shapes",
-                    help="the nine mixtures of three shapes, or twelve held-out ones of the default shape")
+                    help="the nine mixtures of three shapes, twelve held-out ones of the default shape, or twelve fresh ones of four shapes")
     page_options(ap, "oracle-draws")
     args = ap.parse_args()
     rows = measured_rows(args, lambda: measure(args))
@@ -102,7 +110,7 @@ def main() -> None:
     machine = machine_line(page, args.render,
                            f"Machine: {torch.get_num_threads()} CPU threads, torch {torch.__version__}. {args.samples} samples per cell, float64.")
     text = [page_command("oracle_draws.py", page, args.render), "", machine,
-            "", __doc__.split("\n\n")[3 if held_out(rows) else 1], "", __doc__.split("\n\n")[2], "",
+            "", __doc__.split("\n\n")[dict(shapes=1, fresh=4).get(draws_of(rows), 3)], "", __doc__.split("\n\n")[2], "",
             "## How often each sampler is at the limit", "", *summary(rows, args.calls), "",
             "## Per bed: FD above the limit", "", *table(rows, args.calls), ""]
     page.write_text("\n".join(text))

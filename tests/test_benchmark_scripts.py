@@ -83,6 +83,23 @@ def test_grid_sweep_reads_its_grid_names_and_writes_its_page(tmp_path):
     assert bad.returncode == 2 and "error: unknown grid 'p2x'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_grid_sweep_measures_each_choice_against_the_best_peer():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import against_peer, per_bed, summary
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert against_peer(0.2, 0.5) == 0.4 and against_peer(0.04, -0.1) == 0.0 and against_peer(0.06, 0.03) == float("inf")
+    excess = {"a": dict(x=0.2, y=0.6, p=0.5, q=0.9), "b": dict(x=0.3, y=0.04, p=0.01, q=0.2)}  # excess / limit, limit 2
+    rows = [dict(bed=b, method="peer" if g in "pq" else "ours", grid=g, calls=5, value=2 * (1 + v), limit=2.0, excess=2 * v)
+            for b, cells in excess.items() for g, v in cells.items()]
+    text = "\n".join(summary(rows, [5]) + per_bed(rows, 5))
+    # a: best peer 0.5, so x (0.4 of it) meets the target and y (1.2) does not; b: best peer at the limit, so only y does
+    assert "| ours | x | 0 / 2 (+0.300) |" in text and "| ours | x | 1 / 2 (inf) |" in text and "| ours | y | 1 / 2 (1.20) |" in text and "(inf: the best peer" in text
+    assert "| best per bed, in hindsight | | 2 / 2 |" in text and "| peer |" not in text  # peers are not choices
+    assert "| a | 2.0000 | +0.200 | +0.600 | +0.500 |" in text and "| b | 2.0000 | +0.300 | +0.040 | +0.010 |" in text
+
+
 def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     sys.path.insert(0, str(BENCHMARKS))
     try:
