@@ -41,7 +41,7 @@ from _tables import machine_line, measured_rows, page_command, page_options, rea
 from grid_sweep import BED_SETS, bed_setup, draw
 from oracle_draws import PEERS
 from solver_family import SAMPLERS as PEER_SAMPLERS
-from solver_family import _score
+from solver_family import _score, check_models
 
 import ddim
 from ddim.analytic import GaussianMixture
@@ -235,10 +235,8 @@ def main() -> None:
     page_options(ap, "gaussian-start")
     args = ap.parse_args()
     if args.models:
-        try:
-            return model_page(args)
-        except FileNotFoundError as e:  # a model name or folder that is not there
-            ap.error(str(e))
+        check_models(ap, args.models)
+        return model_page(args)
     if min(args.calls) < 4:
         ap.error("--calls must be at least 4: the table's grid then has two levels to put the free one between")
     rows = measured_rows(args, lambda: measure(args))

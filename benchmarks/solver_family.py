@@ -187,19 +187,38 @@ def mixtures(args) -> list[dict]:
     return rows
 
 
-def model_beds(args, samplers: dict | None = None) -> list[dict]:
+def check_models(parser: argparse.ArgumentParser, names) -> None:
+    """Stop with the parser's one-line error, before any run, if a model name or folder in ``names`` cannot be loaded."""
+    for name in names or ():
+        try:
+            ddim.load(name)
+        except (FileNotFoundError, ValueError) as e:
+            parser.error(str(e))
+
+
+def model_scorer(name: str):
+    """(the loaded model, its dataset, the feature network, FD of images against the split ``ddim compare`` uses)."""
     from ddim.compare import reference_split
     from ddim.features import features_for_dataset
     from ddim.metrics import reference_features
 
+    m = ddim.load(name)
+    dataset = m.config.get("train", {}).get("dataset", name)
+    net = features_for_dataset(dataset)
+    mu_r, cov_r = gaussian_stats(reference_features(dataset, net, reference_split(dataset, "auto")))
+    return m, dataset, net, lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu_r, cov_r)
+
+
+def model_noise(m, first: int, images: int) -> torch.Tensor:
+    """x_T for ``images`` images of model ``m``, one seed each: first, first + 1, ..."""
+    return torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(i)) for i in range(first, first + images)])
+
+
+def model_beds(args, samplers: dict | None = None) -> list[dict]:
     rows = []
     for name in args.models:
-        m = ddim.load(name)
-        dataset = m.config.get("train", {}).get("dataset", name)
-        net = features_for_dataset(dataset)
-        mu_r, cov_r = gaussian_stats(reference_features(dataset, net, reference_split(dataset, "auto")))
-        x_T = torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(i)) for i in range(args.images)])
-        score = lambda x: frechet_distance(*gaussian_stats(net.embed(x)), mu_r, cov_r)  # noqa: E731
+        m, dataset, net, score = model_scorer(name)
+        x_T = model_noise(m, 0, args.images)
         from ddim.data import load_dataset
 
         real = load_dataset(dataset, split="train").data
@@ -321,6 +340,7 @@ def main() -> None:
     p.add_argument("--samplers", nargs="+", metavar="NAME", help="run only these rows (names as in the tables, e.g. 'ours auto')")
     page_options(p, "solver-family")
     args = p.parse_args()
+    check_models(p, args.models)
     if args.samplers and not args.render:
         unknown = [n for n in args.samplers if n not in SAMPLERS]
         if unknown:

@@ -122,6 +122,25 @@ def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     assert f"| {bed} | ddim p1 | {coarse['excess']:+.3f} |" in "\n".join(table([same, coarse], 3))
 
 
+def test_seed_ranges_pairs_samplers_per_range_and_names_a_bad_sampler(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = [sys.executable, "seed_ranges.py", "--models", "digits", "--calls", "4", "--images", "30", "--ranges", "2",
+           "--samplers", "ours ddim (uniform)", "ours unipc3 (time-quadratic)", "--name", "t", "--out", str(tmp_path)]
+    r = subprocess.run(run, cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert [(row["first_seed"], row["sampler"]) for row in rows] == [("0", "ours ddim (uniform)"), ("0", "ours unipc3 (time-quadratic)"),
+                                                                     ("30", "ours ddim (uniform)"), ("30", "ours unipc3 (time-quadratic)")]
+    fd = [float(row["fd"]) for row in rows]
+    page = (tmp_path / "t.md").read_text()
+    assert "## digits, 4 calls: FD-digits, 30 images per range" in page and "| seeds 0-29 | seeds 30-59 |" in page
+    # the second sampler's difference to the first, per range, then its mean
+    assert f"| {fd[1] - fd[0]:+.3f}, {fd[3] - fd[2]:+.3f} | {(fd[1] - fd[0] + fd[3] - fd[2]) / 2:+.3f} ± " in page
+    bad = subprocess.run(run[:2] + ["--samplers", "ours nope"], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown sampler 'ours nope': use names of solver_family.py's tables" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_grid_surrogate_scores_choices_on_the_gaussian_stand_in(tmp_path):
     sys.path.insert(0, str(BENCHMARKS))
     try:
@@ -194,7 +213,9 @@ def test_gaussian_start_gate_picks_the_free_level_only_where_the_fit_residual_is
     assert "| near | " in text and "+0.100 | +1.000 | 0.10 | 0.10 |" in text and "+0.300 | +1.000 | 0.10 | 0.30 |" in text
 
 
-def test_gaussian_start_names_a_missing_model_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "gaussian_start.py", "--models", "nope", "--out", str(tmp_path)], cwd=BENCHMARKS, capture_output=True, text=True)
+@pytest.mark.parametrize("script", ["gaussian_start.py", "solver_family.py", "seed_ranges.py"])
+def test_benchmarks_name_a_missing_model_in_one_line_before_any_run(tmp_path, script):
+    r = subprocess.run([sys.executable, script, "--models", "nope", "--out", str(tmp_path)], cwd=BENCHMARKS, capture_output=True, text=True,
+                       timeout=120)  # solver_family.py would run its mixtures first, for minutes, if it did not check up front
     assert r.returncode == 2 and "error: no model folder at nope; give a folder with model_index.json or one of: digits" in r.stderr
     assert "Traceback" not in r.stderr
