@@ -38,7 +38,8 @@ def page_command(script: str, page: Path, render: bool, line: int = 0) -> str:
     return f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
 
 
-def read_rows(path: Path, text: Sequence[str] = ("bed", "sampler", "method", "grid"), ints: Sequence[str] = ("calls", "model_calls")) -> list[dict]:
+def read_rows(path: Path, text: Sequence[str] = ("bed", "sampler", "method", "grid", "model", "features"),
+              ints: Sequence[str] = ("calls", "model_calls", "first_seed", "images")) -> list[dict]:
     """The rows of a CSV that ``write_csv`` wrote: ``text`` columns as strings, ``ints`` as integers, the rest as floats;
     empty cells are left out."""
     with open(path, newline="") as f:

@@ -3,8 +3,8 @@
 FD on a few hundred images moves by about 0.1-0.3 from one set of real images to another (the FD noise of the other
 pages), which hides most differences between good samplers. Two samplers run from the same x_T and scored against the
 same reference share most of that noise, so their difference is steadier than either FD. This runs each sampler on
-``--ranges`` disjoint ranges of seeds (``--images`` images each, one seed per image: 0..N-1, N..2N-1, ...; image i of
-a range is drawn from torch.manual_seed(i), as on solver_family.py's model beds, which use the first range) and reports,
+``--ranges`` disjoint ranges of seeds (``--images`` = N images each: seeds 0..N-1, N..2N-1, ...; the image of seed s is
+drawn from torch.manual_seed(s), as on solver_family.py's model beds, which use the first range) and reports,
 per budget, the FD of each range and the difference to the first sampler: a sign that holds in every range is a
 difference the seeds do not explain. Samplers are named as in solver_family.py (``ours auto`` uses the model folder's
 picks, as ``ddim sample`` does).
@@ -28,7 +28,7 @@ from tqdm import tqdm
 def measure(args) -> list[dict]:
     rows = []
     for name in args.models:
-        m, dataset, net, score = model_scorer(name)
+        m, _, net, score = model_scorer(name)
         samplers = {s: SAMPLERS[s] for s in args.samplers}
         if "ours auto" in samplers:
             samplers["ours auto"] = lambda model, sched, x_T, calls, folder=m.path: auto(model, sched, x_T, calls, folder)

@@ -136,6 +136,9 @@ def test_seed_ranges_pairs_samplers_per_range_and_names_a_bad_sampler(tmp_path):
     assert "## digits, 4 calls: FD-digits, 30 images per range" in page and "| seeds 0-29 | seeds 30-59 |" in page
     # the second sampler's difference to the first, per range, then its mean
     assert f"| {fd[1] - fd[0]:+.3f}, {fd[3] - fd[2]:+.3f} | {(fd[1] - fd[0] + fd[3] - fd[2]) / 2:+.3f} ± " in page
+    r = subprocess.run(run[:2] + ["--render", "--name", "t", "--out", str(tmp_path)], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "t.md").read_text().splitlines()[1:] == page.splitlines()[1:]  # redrawn from the CSV: the same tables
     bad = subprocess.run(run[:2] + ["--samplers", "ours nope"], cwd=BENCHMARKS, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown sampler 'ours nope': use names of solver_family.py's tables" in bad.stderr
     assert "Traceback" not in bad.stderr
