@@ -74,9 +74,9 @@ def shift_grid(tau, delta: float, T: int) -> list[int]:
     return nearest_steps(lam, np.clip(lam[np.asarray(tau)] + delta, lam[-1], lam[0])).tolist()
 
 
-def bed_setup(kw: dict, samples: int):
+def bed_setup(kw: dict, samples: int, xt_seed: int = 1):
     """One mixture bed on the linear schedule: (mixture, schedule, exact model, x_T, FD to the mixture, common limit)."""
-    mixture, x_T, score = mixture_bed(kw, samples)
+    mixture, x_T, score = mixture_bed(kw, samples, xt_seed)
     sched = ddim.NoiseSchedule.linear(1000)
     model = mixture.denoiser(sched)
     with torch.inference_mode():
@@ -93,11 +93,13 @@ def draw(model, sched, x_T, method: str, grid: str, calls: int):
         return ddim.sample(model, sched, x_T, method=method, **grid_kwargs(grid, len(sched), ddim.METHODS[method].steps_for(calls)))
 
 
-def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int, peers: bool = False) -> list[dict]:
+def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int, peers: bool = False, xt_seed: int = 1) -> list[dict]:
     """Every method x grid x budget on one bed (run in a worker process: one thread each); with ``peers`` also the peers
-    of oracle_draws.py, as rows of method "peer" whose grid is the peer's name."""
+    of oracle_draws.py, as rows of method "peer" whose grid is the peer's name. An x_T seed other than 1 (the other
+    pages') is a bed of its own, named with it."""
     torch.set_num_threads(1)
-    _, sched, model, x_T, score, limit = bed_setup(kw, samples)
+    _, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
+    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
     rows = []
     pairs = [("auto", "table")] * ("auto" in methods) + [(m, g) for m in methods if m != "auto" for g in grids]
     for (method, grid), c in itertools.product(pairs, calls):
@@ -179,10 +181,32 @@ def per_bed(rows: list[dict], c: int) -> list[str]:
     return lines
 
 
+SEED = ", x_T seed "
+
+
+def per_draw(rows: list[dict], c: int) -> list[str]:
+    """With several x_T draws per bed: per bed and choice, in how many draws it is within 5% of the limit, and the range
+    of its excess / limit over the draws."""
+    base = lambda b: b.split(SEED)[0]  # noqa: E731
+    beds = list(dict.fromkeys(base(r["bed"]) for r in rows))
+    combos = choices(rows)
+    rel = {}
+    for r in rows:
+        if r["calls"] == c and r["method"] != "peer":
+            rel.setdefault((base(r["bed"]), r["method"], r["grid"]), []).append(r["excess"] / r["limit"])
+    lines = ["| bed | " + " | ".join(f"{m} {g}" for m, g in combos) + " |", "|---|" + "---:|" * len(combos)]
+    for b in beds:
+        cells = [rel.get((b, m, g), []) for m, g in combos]
+        lines.append(f"| {b} | " + " | ".join(f"{sum(v <= 0.05 for v in vs)} / {len(vs)} ({min(vs):+.3f} to {max(vs):+.3f})" if vs else "—"
+                                          for vs in cells) + " |")
+    return lines
+
+
 def measure(args) -> list[dict]:
     beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
     with ProcessPoolExecutor(args.workers) as pool:
-        jobs = [pool.submit(bed_rows, b, kw, args.methods, args.grids, args.calls, args.samples, args.peers) for b, kw in beds.items()]
+        jobs = [pool.submit(bed_rows, b, kw, args.methods, args.grids, args.calls, args.samples, args.peers, seed)
+                for b, kw in beds.items() for seed in args.xt_seeds]
         return [r for job in jobs for r in job.result()]
 
 
@@ -196,6 +220,8 @@ def main() -> None:
                     help="bed sets (default: the 28 the table was chosen on; add 'fresh' for the twelve drawn since)")
     ap.add_argument("--peers", action="store_true", help="also run the peers of oracle_draws.py on every bed and budget")
     ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--xt-seeds", type=int, nargs="+", default=[1],
+                    help="x_T draws per bed (seed 1 is the other pages'); each seed is a bed of its own in the tables")
     ap.add_argument("--workers", type=int, default=1, help="processes, one bed each at a time (one thread each)")
     page_options(ap, "grid-sweep")
     args = ap.parse_args()
@@ -210,7 +236,11 @@ def main() -> None:
                            f"Machine: {args.workers} processes of 1 CPU thread, torch {torch.__version__}. {args.samples} samples per cell, float64.")
     text = [page_command("grid_sweep.py", page, args.render), "", machine, "", __doc__.split("\n\n")[1], "",
             __doc__.split("\n\n")[2], "", "## How often each choice is at the limit", "", *summary(rows, args.calls)]
+    draws = any(SEED in r["bed"] for r in rows)
     for c in args.calls:
+        if draws:
+            text += ["", f"## Per bed over its x_T draws at {c} calls: draws within 5% of the limit (range of excess / limit)", "",
+                     *per_draw(rows, c)]
         text += ["", f"## Per bed at {c} calls: FD above the limit / the limit", "", *per_bed(rows, c)]
     page.write_text("\n".join(text) + "\n")
     print("\n".join(summary(rows, args.calls)))

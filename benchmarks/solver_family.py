@@ -153,11 +153,12 @@ def run_bed(name: str, model, sched, x_T, score, budgets, noise: float, samplers
     return rows
 
 
-def mixture_bed(kw: dict, samples: int):
-    """One mixture bed: (the mixture, its x_T of ``samples`` draws, FD to the true mixture as a function of samples)."""
+def mixture_bed(kw: dict, samples: int, xt_seed: int = 1):
+    """One mixture bed: (the mixture, its x_T of ``samples`` draws from seed ``xt_seed``, FD to the true mixture as a
+    function of samples)."""
     mixture = ddim.analytic.GaussianMixture.random(**kw)
     mu, cov = mixture.mean.numpy(), mixture.covariance.numpy()
-    x_T = torch.randn(samples, mixture.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x_T = torch.randn(samples, mixture.dim, generator=torch.Generator().manual_seed(xt_seed), dtype=torch.float64)
     return mixture, x_T, lambda x: frechet_distance(*gaussian_stats(x), mu, cov)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -98,6 +99,52 @@ def test_grid_sweep_measures_each_choice_against_the_best_peer():
     assert "| ours | x | 0 / 2 (+0.300) |" in text and "| ours | x | 1 / 2 (inf) |" in text and "| ours | y | 1 / 2 (1.20) |" in text and "(inf: the best peer" in text
     assert "| best per bed, in hindsight | | 2 / 2 |" in text and "| peer |" not in text  # peers are not choices
     assert "| a | 2.0000 | +0.200 | +0.600 | +0.500 |" in text and "| b | 2.0000 | +0.300 | +0.040 | +0.010 |" in text
+
+
+def test_grid_ceiling_search_keeps_grids_valid_and_only_takes_gains():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_ceiling import bed_rows, fit_grid, tables
+        from grid_sweep import BED_SETS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import numpy as np
+
+    import ddim
+    from ddim.schedule import lambda_of
+
+    lam = lambda_of(ddim.NoiseSchedule.linear(1000).alphas_cumprod.double().numpy())
+    seen = []
+    target = np.array([999, 700, 400, 200, 100, 40, 10, 0])
+
+    def run(grid):  # a made-up score, lowest at ``target``
+        seen.append(list(grid))
+        return float(np.abs(np.asarray(grid) - target).sum())
+
+    start = [899, 661, 459, 294, 165, 73, 18, 0]
+    grid, value = fit_grid(run, start, lam, rounds=3)
+    assert value < run(start) and value == run(grid) and grid[0] > 899  # the first level may move up, towards T - 1
+    assert all(len(set(g)) == len(g) and g == sorted(g, reverse=True) and 0 <= g[-1] and g[0] <= 999 for g in seen)
+    bed = "64-D, 10 modes (our oracle)"
+    (row,) = bed_rows(bed, BED_SETS["family"][bed], "ipndm3", [8], "p2s0.9", 1, 60)
+    assert row["fit"] <= row["start"] and row["start_grid"] == "899 661 459 294 165 73 18 0"
+    assert f"| {bed} | {row['start']:+.3f} | {row['fit']:+.3f} |" in "\n".join(tables([row]))
+
+
+def test_grid_sweep_counts_each_bed_over_its_x_t_draws():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import SEED, bed_rows, per_draw
+        from solver_family import mixture_bed
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    kw = dict(dim=4, modes=2, seed=0)
+    assert not torch.equal(mixture_bed(kw, 10)[1], mixture_bed(kw, 10, xt_seed=2)[1])  # another draw of x_T
+    assert torch.equal(mixture_bed(kw, 10)[1], mixture_bed(kw, 10, xt_seed=1)[1])  # seed 1 is the other pages' x_T
+    (row,) = bed_rows("b", kw, ["ddim"], ["p2"], [4], 30, xt_seed=3)
+    assert row["bed"] == f"b{SEED}3"
+    rows = [dict(bed=b, method="ours", grid="x", calls=8, excess=e, limit=1.0) for b, e in (("a", 0.01), (f"a{SEED}2", 0.3), (f"a{SEED}3", -0.2))]
+    assert per_draw(rows, 8)[-1] == "| a | 2 / 3 (-0.200 to +0.300) |"
 
 
 def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
