@@ -38,12 +38,22 @@ def page_command(script: str, page: Path, render: bool, line: int = 0) -> str:
     return f"{old} (tables redrawn from its CSV by {head.removeprefix('Command: ')})"
 
 
-def read_rows(path: Path, text: Sequence[str] = ("bed", "sampler", "method", "grid", "model", "features"),
-              ints: Sequence[str] = ("calls", "model_calls", "first_seed", "images")) -> list[dict]:
-    """The rows of a CSV that ``write_csv`` wrote: ``text`` columns as strings, ``ints`` as integers, the rest as floats;
-    empty cells are left out."""
+def _parsed(v: str):
+    """A CSV cell as ``write_csv`` wrote it: an int, else a float (Python writes floats with a point, an exponent, inf or
+    nan), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
+def read_rows(path: Path, text: Sequence[str] = ("bed", "sampler", "method", "grid")) -> list[dict]:
+    """The rows of a CSV that ``write_csv`` wrote: ``text`` columns as strings, the others as ints, floats or strings,
+    whichever each cell reads as; empty cells are left out."""
     with open(path, newline="") as f:
-        return [{k: v if k in text else int(v) if k in ints else float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        return [{k: v if k in text else _parsed(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
 def page_options(ap, name: str) -> None:

@@ -101,6 +101,17 @@ def test_grid_sweep_measures_each_choice_against_the_best_peer():
     assert "| a | 2.0000 | +0.200 | +0.600 | +0.500 |" in text and "| b | 2.0000 | +0.300 | +0.040 | +0.010 |" in text
 
 
+def test_read_rows_gives_back_what_write_csv_wrote(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _tables import read_rows, write_csv
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = [dict(bed="64-D, 5 modes", calls=8, value=0.25, limit=3.0, fitted="899 661 0", excess=float("inf"), model="digits")]
+    write_csv(rows, tmp_path / "r.csv")
+    assert read_rows(tmp_path / "r.csv") == rows and type(read_rows(tmp_path / "r.csv")[0]["limit"]) is float
+
+
 def test_grid_ceiling_search_keeps_grids_valid_and_only_takes_gains():
     sys.path.insert(0, str(BENCHMARKS))
     try:
