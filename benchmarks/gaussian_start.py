@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options, read_rows
-from grid_sweep import BED_SETS, bed_setup, draw
+from grid_sweep import BED_SETS, bed_setup, beds_of, draw
 from oracle_draws import PEERS
 from solver_family import SAMPLERS as PEER_SAMPLERS
 from solver_family import _score, check_models
@@ -281,7 +281,7 @@ def model_page(args) -> None:
 
 
 def measure(args) -> list[dict]:
-    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    beds = beds_of(args.beds)
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [pool.submit(bed_rows, b, kw, args.calls, args.samples, b in FRESH) for b, kw in beds.items()]
         return [r for job in jobs for r in job.result()]

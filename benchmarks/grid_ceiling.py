@@ -19,8 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, bed_setup, grid_kwargs
-from solver_family import _score, limit_parts
+from grid_sweep import BED_SETS, bed_setup, beds_of, grid_kwargs
+from solver_family import _score
 
 import ddim
 from ddim.schedule import lambda_of
@@ -52,10 +52,8 @@ def fit_grid(run, tau: list[int], lam: np.ndarray, rounds: int) -> tuple[list[in
 
 def bed_rows(bed: str, kw: dict, method: str, calls: list[int], start: str, rounds: int, samples: int) -> list[dict]:
     torch.set_num_threads(1)
-    mixture, sched, model, x_T, score, limit = bed_setup(kw, samples)
-    check_T = torch.randn(samples, mixture.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    with torch.inference_mode():
-        check_limit = float(np.mean(limit_parts(model, sched, check_T, score)))
+    _, sched, model, x_T, score, limit = bed_setup(kw, samples)
+    *_, check_T, _, check_limit = bed_setup(kw, samples, xt_seed=2)
     lam = lambda_of(sched.alphas_cumprod.double().numpy())
     rows = []
     for c in calls:
@@ -103,7 +101,7 @@ def main() -> None:
         grid_kwargs(args.start, 1000, 8)
     except ValueError as e:
         ap.error(str(e))
-    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    beds = beds_of(args.beds)
 
     def measure():
         with ProcessPoolExecutor(args.workers) as pool:

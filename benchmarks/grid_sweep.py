@@ -43,6 +43,13 @@ from ddim.timesteps import nearest_steps, power_grid, timesteps
 BED_SETS = {"family": dict(BEDS),
             **{draws: {bed_name(shape, modes, seed): dict(dim=64, modes=modes, seed=seed, **SHAPES[shape])
                        for shape, modes, seed in DRAWS[draws]} for draws in DRAWS}}
+
+
+def beds_of(sets) -> dict:
+    """{bed name: GaussianMixture.random arguments} of the named BED_SETS, in order."""
+    return {name: kw for s in sets for name, kw in BED_SETS[s].items()}
+
+
 POWER = re.compile(r"p(?P<power>\d+(\.\d+)?)(s(?P<start>0?\.\d+|1(\.0*)?))?(?P<open>o)?(?P<top>t)?")
 
 
@@ -203,7 +210,7 @@ def per_draw(rows: list[dict], c: int) -> list[str]:
 
 
 def measure(args) -> list[dict]:
-    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    beds = beds_of(args.beds)
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [pool.submit(bed_rows, b, kw, args.methods, args.grids, args.calls, args.samples, args.peers, seed)
                 for b, kw in beds.items() for seed in args.xt_seeds]

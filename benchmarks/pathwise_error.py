@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, bed_setup, draw, grid_kwargs
+from grid_sweep import BED_SETS, bed_setup, beds_of, draw, grid_kwargs
 from solver_family import _score
 
 import ddim
@@ -81,7 +81,7 @@ def main() -> None:
     except ValueError as e:
         ap.error(str(e))
     torch.set_num_threads(1)
-    beds = {name: kw for s in args.beds for name, kw in BED_SETS[s].items()}
+    beds = beds_of(args.beds)
     rows = measured_rows(args, lambda: [r for b, kw in beds.items() for r in bed_rows(b, kw, samplers, args.calls, args.samples)])
     page = args.out / f"{args.name}.md"
     machine = machine_line(page, args.render, f"Machine: 1 CPU thread, torch {torch.__version__}. {args.samples} samples per bed, float64.")

@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from solver_family import SAMPLERS, auto, check_models, model_noise, model_scorer
+from solver_family import SAMPLERS, check_models, model_noise, model_scorer, with_folder
 from tqdm import tqdm
 
 
@@ -29,9 +29,7 @@ def measure(args) -> list[dict]:
     rows = []
     for name in args.models:
         m, _, net, score = model_scorer(name)
-        samplers = {s: SAMPLERS[s] for s in args.samplers}
-        if "ours auto" in samplers:
-            samplers["ours auto"] = lambda model, sched, x_T, calls, folder=m.path: auto(model, sched, x_T, calls, folder)
+        samplers = with_folder({s: SAMPLERS[s] for s in args.samplers}, m)
         cells = list(itertools.product(range(args.ranges), args.calls, samplers))
         for r, c, s in tqdm(cells, desc=name, unit="run"):
             first = r * args.images

@@ -215,6 +215,14 @@ def model_noise(m, first: int, images: int) -> torch.Tensor:
     return torch.stack([torch.randn(m.sample_shape, generator=torch.Generator().manual_seed(i)) for i in range(first, first + images)])
 
 
+def with_folder(samplers: dict, m) -> dict:
+    """``samplers`` with "ours auto" (if there) reading model ``m``'s folder, as ``ddim sample`` does."""
+    samplers = dict(samplers)
+    if "ours auto" in samplers:
+        samplers["ours auto"] = lambda model, sched, x_T, calls, folder=m.path: auto(model, sched, x_T, calls, folder)
+    return samplers
+
+
 def model_beds(args, samplers: dict | None = None) -> list[dict]:
     rows = []
     for name in args.models:
@@ -225,9 +233,7 @@ def model_beds(args, samplers: dict | None = None) -> list[dict]:
         real = load_dataset(dataset, split="train").data
         draws = [real[torch.randperm(len(real), generator=torch.Generator().manual_seed(i))[: args.images]] for i in range(5)]
         noise = float(np.std([score(d) for d in draws]))  # FD's spread over draws of real images of the same count
-        bed_samplers = dict(samplers or SAMPLERS)
-        if "ours auto" in bed_samplers:
-            bed_samplers["ours auto"] = lambda model, sched, x_T, calls, folder=m.path: auto(model, sched, x_T, calls, folder)
+        bed_samplers = with_folder(samplers or SAMPLERS, m)
         rows += run_bed(f"model {name} (FD-{net.name}, {args.images} images)", m.model, m.schedule, x_T, score, args.model_calls or args.calls, noise,
                         bed_samplers)
     return rows
