@@ -39,6 +39,11 @@ def measure(args) -> list[dict]:
     return rows
 
 
+def mean_sd(v: np.ndarray) -> str:
+    """'mean ± sd' (sd over the ranges; 0 with one range)."""
+    return f"{v.mean():+.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
 def tables(rows: list[dict]) -> list[str]:
     fd = {(r["model"], r["calls"], r["first_seed"], r["sampler"]): r["fd"] for r in rows}
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
@@ -53,9 +58,8 @@ def tables(rows: list[dict]) -> list[str]:
         for s in samplers:
             v = np.array([fd[(model, c, f, s)] for f in firsts])
             d = v - np.array([fd[(model, c, f, base)] for f in firsts])
-            diff = ("—", "—") if s == base else (", ".join(f"{x:+.3f}" for x in d), f"{d.mean():+.3f} ± {d.std(ddof=1) if len(d) > 1 else 0:.3f}")
-            lines.append(f"| {s} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f} | "
-                         + " | ".join(diff) + " |")
+            diff = ("—", "—") if s == base else (", ".join(f"{x:+.3f}" for x in d), mean_sd(d))
+            lines.append(f"| {s} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {mean_sd(v).lstrip('+')} | " + " | ".join(diff) + " |")
     return lines
 
 
