@@ -18,6 +18,10 @@ The method ``auto`` is ``ddim.sample(method="auto")`` with no model folder: the 
 is measured against the issue's 5-call target too: at most half the best peer's excess, counted as met where the best
 peer is at the limit or below it and the choice is within 5% of it.
 
+Each (bed, x_T seed)'s limit costs 200 calls, more than most sweeps' choices together, and depends only on the bed, the
+x_T and torch: it is kept in ``benchmarks/.cache/limits/`` (``$DDIM_LIMIT_CACHE`` moves it; ``off`` turns it off) and
+read back by every later run, this script's and the others that build beds with ``bed_setup``.
+
     python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
         --workers 2 --name grid-sweep-top --out docs/benchmarks                   # about 10 minutes on 2 cores
     python benchmarks/grid_sweep.py --render --name grid-sweep-top --out docs/benchmarks   # only redraw the page
@@ -26,9 +30,13 @@ peer is at the limit or below it and the choice is within 5% of it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
+import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,14 +89,45 @@ def shift_grid(tau, delta: float, T: int) -> list[int]:
     return nearest_steps(lam, np.clip(lam[np.asarray(tau)] + delta, lam[-1], lam[0])).tolist()
 
 
+def limit_cache() -> Path | None:
+    """Where common limits are kept (see the module doc), or None when ``$DDIM_LIMIT_CACHE`` is ``off``."""
+    where = os.environ.get("DDIM_LIMIT_CACHE", str(Path(__file__).resolve().parent / ".cache" / "limits"))
+    return None if where == "off" else Path(where)
+
+
+def cached_limit(kw: dict, samples: int, xt_seed: int, T: int, compute) -> float:
+    """The common limit of the bed ``kw`` from x_T seed ``xt_seed``: read from the cache, else ``compute()`` and kept. The
+    key holds everything the value depends on, torch's version and the limit's definition included; one file per key,
+    written whole and renamed into place, so parallel workers cannot leave half a file."""
+    where = limit_cache()
+    if where is None:
+        return compute()
+    key = json.dumps(dict(bed=kw, samples=samples, xt_seed=xt_seed, T=T, torch=torch.__version__,
+                          limit="mean FD of unipc3 and dpm++2m, 100 calls, logsnr grid, float64"), sort_keys=True)
+    path = where / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept["key"] == key:
+            return kept["limit"]
+    limit = compute()
+    where.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(f".{os.getpid()}.part")
+    part.write_text(json.dumps(dict(key=key, limit=limit)))
+    os.replace(part, path)
+    return limit
+
+
 def bed_setup(kw: dict, samples: int, xt_seed: int = 1):
     """One mixture bed on the linear schedule: (mixture, schedule, exact model, x_T, FD to the mixture, common limit)."""
     mixture, x_T, score = mixture_bed(kw, samples, xt_seed)
     sched = ddim.NoiseSchedule.linear(1000)
     model = mixture.denoiser(sched)
-    with torch.inference_mode():
-        limit = float(np.mean(limit_parts(model, sched, x_T, score)))
-    return mixture, sched, model, x_T, score, limit
+
+    def compute() -> float:
+        with torch.inference_mode():
+            return float(np.mean(limit_parts(model, sched, x_T, score)))
+
+    return mixture, sched, model, x_T, score, cached_limit(kw, samples, xt_seed, len(sched), compute)
 
 
 def draw(model, sched, x_T, method: str, grid: str, calls: int):
@@ -191,6 +230,31 @@ def per_bed(rows: list[dict], c: int) -> list[str]:
 SEED = ", x_T seed "
 
 
+def shape_of(kw: dict) -> str:
+    """The oracle_draws.py shape whose spread and component scales a bed has (any dimension and number of modes), else
+    "other": our oracle and 16-D are "default", 2-D "sharp, wide", the 128-D far modes "far"."""
+    args = {k: v for k, v in kw.items() if k in ("spread", "scale")}
+    return next((shape for shape, a in SHAPES.items() if a == args), "other")
+
+
+def by_shape(rows: list[dict], c: int) -> list[str]:
+    """Per choice at ``c`` calls: (bed, x_T draw) pairs within 5% of the limit in each shape group (``shape_of``), and the
+    median excess / limit of the default shape, the one the issue's own oracle behaves like."""
+    kws = beds_of(BED_SETS)
+    group = {b: shape_of(kws[b.split(SEED)[0]]) for b in dict.fromkeys(r["bed"] for r in rows) if b.split(SEED)[0] in kws}
+    shapes = [s for s in (*SHAPES, "other") if s in group.values()]
+    rel = {}
+    for r in rows:
+        if r["calls"] == c and r["method"] != "peer" and r["bed"] in group:
+            rel.setdefault((r["method"], r["grid"], group[r["bed"]]), []).append(r["excess"] / r["limit"])
+    lines = ["| method | grid | " + " | ".join(shapes) + " | default: median |", "|---|---|" + "---:|" * (len(shapes) + 1)]
+    for m, g in choices(rows):
+        cells = [rel.get((m, g, s), []) for s in shapes]
+        median = f"{np.median(rel[(m, g, 'default')]):+.3f}" if (m, g, "default") in rel else "—"
+        lines.append(f"| {m} | {g} | " + " | ".join(f"{sum(v <= 0.05 for v in vs)} / {len(vs)}" for vs in cells) + f" | {median} |")
+    return lines
+
+
 def per_draw(rows: list[dict], c: int) -> list[str]:
     """With several x_T draws per bed: per bed and choice, in how many draws it is within 5% of the limit, and the range
     of its excess / limit over the draws."""
@@ -244,6 +308,9 @@ def main() -> None:
     text = [page_command("grid_sweep.py", page, args.render), "", machine, "", __doc__.split("\n\n")[1], "",
             __doc__.split("\n\n")[2], "", "## How often each choice is at the limit", "", *summary(rows, args.calls)]
     draws = any(SEED in r["bed"] for r in rows)
+    if len({shape_of(kw) for kw in beds_of(args.beds).values()}) > 1:
+        for c in args.calls:
+            text += ["", f"## By shape at {c} calls: (bed, x_T draw) pairs within 5% of the limit", "", *by_shape(rows, c)]
     for c in args.calls:
         if draws:
             text += ["", f"## Per bed over its x_T draws at {c} calls: draws within 5% of the limit (range of excess / limit)", "",

@@ -158,6 +158,44 @@ def test_grid_sweep_counts_each_bed_over_its_x_t_draws():
     assert per_draw(rows, 8)[-1] == "| a | 2 / 3 (-0.200 to +0.300) |"
 
 
+def test_grid_sweep_keeps_each_limit_once_per_bed_and_x_t_and_reads_it_back(tmp_path, monkeypatch):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import bed_setup, cached_limit
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.setenv("DDIM_LIMIT_CACHE", str(tmp_path))
+    kw = dict(dim=4, modes=2, seed=0, scale=(0.1, 0.2))
+    computed = []
+    first = cached_limit(kw, 30, 1, 1000, lambda: computed.append(1) or 0.25)
+    again = cached_limit(kw, 30, 1, 1000, lambda: computed.append(1) or 9.0)
+    other = cached_limit(kw, 30, 2, 1000, lambda: computed.append(1) or 0.5)  # another x_T: another limit
+    assert (first, again, other, len(computed)) == (0.25, 0.25, 0.5, 2) and len(list(tmp_path.glob("*.json"))) == 2
+    monkeypatch.setenv("DDIM_LIMIT_CACHE", "off")
+    assert cached_limit(kw, 30, 1, 1000, lambda: 9.0) == 9.0
+    monkeypatch.setenv("DDIM_LIMIT_CACHE", str(tmp_path / "real"))
+    limit = bed_setup(dict(dim=4, modes=2, seed=0), 40)[-1]  # computed, then read back: the same float
+    assert bed_setup(dict(dim=4, modes=2, seed=0), 40)[-1] == limit > 0
+    monkeypatch.setenv("DDIM_LIMIT_CACHE", "off")
+    assert bed_setup(dict(dim=4, modes=2, seed=0), 40)[-1] == limit
+
+
+def test_grid_sweep_counts_pairs_per_shape():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import BED_SETS, SEED, by_shape, shape_of
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    family = BED_SETS["family"]
+    assert [shape_of(family[b]) for b in ("64-D, 10 modes (our oracle)", "2-D, 8 sharp modes", "128-D, 2 far modes", "8-D, 3 unequal modes")] \
+        == ["default", "sharp, wide", "far", "other"]
+    oracle, wide = "64-D, 10 modes (our oracle)", "64-D, 5 modes, sharp, wide (seed 110)"
+    rows = [dict(bed=b, method="ipndm3", grid="p2", calls=8, excess=e, limit=1.0)
+            for b, e in ((oracle, 0.01), (f"{oracle}{SEED}2", 0.3), (f"{oracle}{SEED}3", -0.2), (wide, 0.06))]
+    rows.append(dict(bed=oracle, method="peer", grid="x", calls=8, excess=0.0, limit=1.0))  # peers are not choices
+    assert by_shape(rows, 8)[-1] == "| ipndm3 | p2 | 2 / 3 | 0 / 1 | +0.010 |"
+
+
 def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     sys.path.insert(0, str(BENCHMARKS))
     try:
