@@ -9,11 +9,19 @@ FD excess:
 - "within modes": the coarse samples, with the flipped ones replaced by their reference samples: the excess of the
   error that stays inside a mode.
 
+With ``--per-step`` the page says instead *where* the flips are made: the coarse run is stopped after each of its steps
+and carried to t = 0 by the reference solver (on the reference's levels below the one reached), and each column is the
+share of flipped samples (the FD excess in brackets) after that exact continuation. The first column reads x_T at the
+grid's first level and continues exactly from there (the start alone); the last is the coarse run itself. A step that
+raises the flips is where samples were put on the wrong side of a mode boundary; a later step can take some back.
+
 Entries are FD above the bed's common limit (solver_family.py's, unipc3 and dpm++2m at 100 calls from the same x_T)
 divided by the limit, as in grid_sweep.py; the issue's target at 8 and 10 calls is at most 0.05. Distances are per
 sample, Euclidean, to the reference sample; RMS is their root mean square.
 
     python benchmarks/pathwise_error.py --calls 8 --samplers ipndm3:p2s0.9 unipc3:p2 --out docs/benchmarks   # about 5 minutes
+    python benchmarks/pathwise_error.py --per-step --calls 8 --samplers ipndm3:p2s0.9 --xt-seeds 1 2 --name pathwise-steps \
+        --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import argparse
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, bed_setup, beds_of, draw, grid_kwargs
+from grid_sweep import BED_SETS, SEED, bed_setup, beds_of, draw, grid_kwargs
 from solver_family import _score
 
 import ddim
@@ -40,8 +48,9 @@ def parse_sampler(text: str) -> tuple[str, str]:
     return method, grid
 
 
-def bed_rows(bed: str, kw: dict, samplers, calls, samples: int) -> list[dict]:
-    mixture, sched, model, x_T, score, limit = bed_setup(kw, samples)
+def bed_rows(bed: str, kw: dict, samplers, calls, samples: int, xt_seed: int = 1) -> list[dict]:
+    mixture, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
+    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
     ref = draw(model, sched, x_T, *REFERENCE)
     ref_mode = mixture.assign(ref)
     excess = lambda x: (_score(score, x) - limit) / limit  # noqa: E731  FD above the limit / the limit
@@ -59,6 +68,55 @@ def bed_rows(bed: str, kw: dict, samplers, calls, samples: int) -> list[dict]:
     return rows
 
 
+def grid_of(method: str, grid: str, calls: int, T: int) -> list[int]:
+    """The levels ``draw`` runs ``method`` on for ``grid`` at ``calls`` model calls."""
+    kw = grid_kwargs(grid, T, ddim.METHODS[method].steps_for(calls))
+    return kw["timesteps"] if "timesteps" in kw else ddim.timesteps(T, kw["steps"], kw["spacing"]).tolist()
+
+
+def step_rows(bed: str, kw: dict, samplers, calls, samples: int, xt_seed: int = 1) -> list[dict]:
+    """Per sampler and budget, one row per point the coarse run is continued exactly from (see the module doc)."""
+    mixture, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
+    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
+    method_ref, grid_ref, calls_ref = REFERENCE
+    fine = grid_of(method_ref, grid_ref, calls_ref, len(sched))
+    ref_mode = mixture.assign(draw(model, sched, x_T, *REFERENCE))
+
+    def exact(x, t: int):
+        """``x`` at level t carried to t = 0 by the reference solver on the reference's levels below t."""
+        with torch.inference_mode():
+            return ddim.sample(model, sched, x, method=method_ref, timesteps=[t] + [s for s in fine if s < t])
+
+    rows = []
+    for (method, grid), c in ((s, c) for s in samplers for c in calls):
+        tau, states = grid_of(method, grid, c, len(sched)), []
+        with torch.inference_mode():
+            out = ddim.sample(model, sched, x_T, method=method, timesteps=tau, callback=lambda i, t, x, x0: states.append(x.clone()))
+        points = [(f"x_T at {tau[0]}", exact(x_T, tau[0]))]
+        points += [(f"{tau[i]} -> {tau[i + 1]}", exact(states[i], tau[i + 1])) for i in range(len(tau) - 1)] + [("coarse", out)]
+        for k, (point, x) in enumerate(points):
+            rows.append(dict(bed=bed, method=method, grid=grid, calls=c, step=k, point=point, limit=limit,
+                             flipped=float((mixture.assign(x) != ref_mode).double().mean()), excess=(_score(score, x) - limit) / limit))
+    print(f"{bed}: limit {limit:.4f}", flush=True)
+    return rows
+
+
+def steps_table(rows: list[dict], c: int) -> list[str]:
+    """One line per bed and sampler at ``c`` calls: flipped share (excess / limit) after each continuation point."""
+    have = [r for r in rows if r["calls"] == c]
+    lines = []
+    for m, g in dict.fromkeys((r["method"], r["grid"]) for r in have):
+        mine = [r for r in have if (r["method"], r["grid"]) == (m, g)]
+        points = list(dict.fromkeys(r["point"] for r in mine))
+        lines += ["", f"`{m}` on `{g}`, after each step continued exactly: flipped (excess / limit)", "",
+                  "| bed | " + " | ".join(points) + " |", "|---|" + "---:|" * len(points)]
+        cell = {(r["bed"], r["point"]): r for r in mine}
+        for b in dict.fromkeys(r["bed"] for r in mine):
+            lines.append(f"| {b} | " + " | ".join(f"{100 * cell[(b, p)]['flipped']:.2f}% ({cell[(b, p)]['excess']:+.3f})"
+                                                 if (b, p) in cell else "—" for p in points) + " |")
+    return lines[1:]
+
+
 def table(rows: list[dict], c: int) -> list[str]:
     lines = ["| bed | sampler | excess | flips only | within modes | reference | flipped | median | p99 | RMS |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -74,6 +132,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, nargs="+", default=[8])
     ap.add_argument("--beds", nargs="+", choices=list(BED_SETS), default=["held-out"])
     ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--xt-seeds", type=int, nargs="+", default=[1], help="x_T draws per bed (seed 1 is the other pages'), each a bed of its own")
+    ap.add_argument("--per-step", action="store_true", help="where the flips are made: continue the coarse run exactly after each step")
     page_options(ap, "pathwise-error")
     args = ap.parse_args()
     try:
@@ -82,16 +142,20 @@ def main() -> None:
         ap.error(str(e))
     torch.set_num_threads(1)
     beds = beds_of(args.beds)
-    rows = measured_rows(args, lambda: [r for b, kw in beds.items() for r in bed_rows(b, kw, samplers, args.calls, args.samples)])
+    rows_of = step_rows if args.per_step else bed_rows
+    rows = measured_rows(args, lambda: [r for b, kw in beds.items() for seed in args.xt_seeds
+                                        for r in rows_of(b, kw, samplers, args.calls, args.samples, seed)])
+    show = steps_table if rows and "step" in rows[0] else table
     page = args.out / f"{args.name}.md"
     machine = machine_line(page, args.render, f"Machine: 1 CPU thread, torch {torch.__version__}. {args.samples} samples per bed, float64.")
-    text = [page_command("pathwise_error.py", page, args.render), "", machine, "", __doc__.split("\n\n")[1], "",
-            __doc__.split("\n\n")[2]]
+    parts = __doc__.split("\n\n")
+    about = [parts[1], parts[2], parts[3]] if show is steps_table else [parts[1], parts[3]]
+    text = [page_command("pathwise_error.py", page, args.render), "", machine, *(line for a in about for line in ("", a))]
     for c in args.calls:
-        text += ["", f"## {c} calls", "", *table(rows, c)]
+        text += ["", f"## {c} calls", "", *show(rows, c)]
     page.write_text("\n".join(text) + "\n")
     for c in args.calls:
-        print("\n".join(table(rows, c)))
+        print("\n".join(show(rows, c)))
 
 
 if __name__ == "__main__":

@@ -199,7 +199,7 @@ def test_grid_sweep_counts_pairs_per_shape():
 def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from pathwise_error import bed_rows, parse_sampler, table
+        from pathwise_error import bed_rows, grid_of, parse_sampler, step_rows, steps_table, table
         from solver_family import BEDS
     finally:
         sys.path.remove(str(BENCHMARKS))
@@ -216,6 +216,14 @@ def test_pathwise_error_splits_the_excess_and_the_reference_has_none():
     assert coarse["calls"] == 3 and coarse["rms"] > coarse["median"] > 0 and coarse["excess"] > same["excess"]
     assert 0 <= coarse["flipped"] <= 1 and (coarse["flipped"] > 0) == (coarse["flips_only"] != coarse["reference"])
     assert f"| {bed} | ddim p1 | {coarse['excess']:+.3f} |" in "\n".join(table([same, coarse], 3))
+    # --per-step: continued exactly from x_T at the grid's first level (T - 1 here, where the reference starts) it is the
+    # reference itself; the last point is the coarse run
+    steps = step_rows(bed, dict(BEDS)[bed], [("ddim", "p1")], [3], 80)
+    tau = grid_of("ddim", "p1", 3, 1000)
+    assert [r["point"] for r in steps] == [f"x_T at {tau[0]}", f"{tau[0]} -> {tau[1]}", f"{tau[1]} -> {tau[2]}", "coarse"] and tau[0] == 999
+    assert steps[0]["flipped"] == 0 and steps[0]["excess"] == same["excess"] and steps[-1]["excess"] == coarse["excess"]
+    assert steps[-1]["flipped"] == coarse["flipped"] and all(0 <= r["flipped"] <= 1 for r in steps)
+    assert steps_table(steps, 3)[2] == f"| x_T at 999 | 999 -> {tau[1]} | {tau[1]} -> 0 | coarse |".replace("| x_T", "| bed | x_T")
 
 
 def test_seed_ranges_pairs_samplers_per_range_and_names_a_bad_sampler(tmp_path):
