@@ -20,7 +20,7 @@ divided by the limit, as in grid_sweep.py; the issue's target at 8 and 10 calls 
 sample, Euclidean, to the reference sample; RMS is their root mean square.
 
     python benchmarks/pathwise_error.py --calls 8 --samplers ipndm3:p2s0.9 unipc3:p2 --out docs/benchmarks   # about 5 minutes
-    python benchmarks/pathwise_error.py --per-step --calls 8 --samplers ipndm3:p2s0.9 --xt-seeds 1 2 --name pathwise-steps \
+    python benchmarks/pathwise_error.py --per-step --calls 8 --samplers ipndm3:p2s0.9 --xt-seeds 1 2 --name pathwise-steps-8 \
         --out docs/benchmarks
 """
 
