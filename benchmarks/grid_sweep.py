@@ -20,7 +20,7 @@ peer is at the limit or below it and the choice is within 5% of it.
 
 Each (bed, x_T seed)'s limit costs 200 calls, more than most sweeps' choices together, and depends only on the bed, the
 x_T and torch: it is kept in ``benchmarks/.cache/limits/`` (``$DDIM_LIMIT_CACHE`` moves it; ``off`` turns it off) and
-read back by every later run, this script's and the others that build beds with ``bed_setup``.
+read back by every later run of the scripts that build mixture beds (``solver_family.cached_limit``).
 
     python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
         --workers 2 --name grid-sweep-top --out docs/benchmarks                   # about 10 minutes on 2 cores
@@ -30,19 +30,15 @@ read back by every later run, this script's and the others that build beds with 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
-import json
-import os
 import re
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
 from oracle_draws import DRAWS, PEERS, SHAPES, bed_name
-from solver_family import BEDS, SAMPLERS, _score, limit_parts, mixture_bed
+from solver_family import BEDS, SAMPLERS, _score, cached_limit, limit_parts, mixture_bed
 
 import ddim
 from ddim.schedule import lambda_of
@@ -87,34 +83,6 @@ def shift_grid(tau, delta: float, T: int) -> list[int]:
     lambda what data of scale 1 has at lambda + log c, so a grid for data c times wider is the grid shifted by -log c."""
     lam = lambda_of(ddim.NoiseSchedule.linear(T).alphas_cumprod.double().numpy())
     return nearest_steps(lam, np.clip(lam[np.asarray(tau)] + delta, lam[-1], lam[0])).tolist()
-
-
-def limit_cache() -> Path | None:
-    """Where common limits are kept (see the module doc), or None when ``$DDIM_LIMIT_CACHE`` is ``off``."""
-    where = os.environ.get("DDIM_LIMIT_CACHE", str(Path(__file__).resolve().parent / ".cache" / "limits"))
-    return None if where == "off" else Path(where)
-
-
-def cached_limit(kw: dict, samples: int, xt_seed: int, T: int, compute) -> float:
-    """The common limit of the bed ``kw`` from x_T seed ``xt_seed``: read from the cache, else ``compute()`` and kept. The
-    key holds everything the value depends on, torch's version and the limit's definition included; one file per key,
-    written whole and renamed into place, so parallel workers cannot leave half a file."""
-    where = limit_cache()
-    if where is None:
-        return compute()
-    key = json.dumps(dict(bed=kw, samples=samples, xt_seed=xt_seed, T=T, torch=torch.__version__,
-                          limit="mean FD of unipc3 and dpm++2m, 100 calls, logsnr grid, float64"), sort_keys=True)
-    path = where / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
-    if path.exists():
-        kept = json.loads(path.read_text())
-        if kept["key"] == key:
-            return kept["limit"]
-    limit = compute()
-    where.mkdir(parents=True, exist_ok=True)
-    part = path.with_suffix(f".{os.getpid()}.part")
-    part.write_text(json.dumps(dict(key=key, limit=limit)))
-    os.replace(part, path)
-    return limit
 
 
 def bed_setup(kw: dict, samples: int, xt_seed: int = 1):
