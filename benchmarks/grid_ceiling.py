@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, bed_setup, beds_of, grid_kwargs
+from grid_sweep import BED_SETS, bed_setup, beds_of, grid_kwargs, grid_levels
 from solver_family import _score
 
 import ddim
@@ -61,7 +61,7 @@ def bed_rows(bed: str, kw: dict, method: str, calls: list[int], start: str, roun
             with torch.inference_mode():
                 return _score(score, ddim.sample(model, sched, x, method=method, timesteps=grid))
 
-        tau = grid_kwargs(start, len(sched), ddim.METHODS[method].steps_for(c))["timesteps"]
+        tau = grid_levels(start, len(sched), ddim.METHODS[method].steps_for(c))
         fitted, value = fit_grid(run, tau, lam, rounds)
         rows.append(dict(bed=bed, method=method, calls=c, start_grid=" ".join(map(str, tau)), fitted=" ".join(map(str, fitted)),
                          limit=limit, start=(run(tau) - limit) / limit, fit=(value - limit) / limit,

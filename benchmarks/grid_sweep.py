@@ -20,7 +20,7 @@ peer is at the limit or below it and the choice is within 5% of it.
 
 Each (bed, x_T seed)'s limit costs 200 calls, more than most sweeps' choices together, and depends only on the bed, the
 x_T and torch: it is kept in ``benchmarks/.cache/limits/`` (``$DDIM_LIMIT_CACHE`` moves it; ``off`` turns it off) and
-read back by every later run of the scripts that build mixture beds (``solver_family.cached_limit``).
+read back by every later run of the scripts that build mixture beds (``solver_family.bed_setup``).
 
     python benchmarks/grid_sweep.py --methods ipndm3 unipc3 --grids p2 p2s0.9 p2s0.9t p2s0.85t p2s0.8t --calls 8 10 12 \\
         --workers 2 --name grid-sweep-top --out docs/benchmarks                   # about 10 minutes on 2 cores
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
 from oracle_draws import DRAWS, PEERS, SHAPES, bed_name
-from solver_family import BEDS, SAMPLERS, _score, cached_limit, limit_parts, mixture_bed
+from solver_family import BEDS, SAMPLERS, _score, bed_setup
 
 import ddim
 from ddim.schedule import lambda_of
@@ -66,15 +66,19 @@ def grid_kwargs(grid: str, T: int, steps: int) -> dict:
             delta = float(delta)
         except ValueError:
             raise ValueError(f"grid {grid!r}: what follows '@' must be a number (a shift in lambda), e.g. quadratic-0.9@-0.5") from None
-        kw = grid_kwargs(base, T, steps)
-        tau = kw["timesteps"] if "timesteps" in kw else timesteps(T, steps, kw["spacing"]).tolist()
-        return dict(timesteps=shift_grid(tau, delta, T))
+        return dict(timesteps=shift_grid(grid_levels(base, T, steps), delta, T))
     if grid in ddim.SPACINGS:
         return dict(steps=steps, spacing=grid)
     m = POWER.fullmatch(grid)
     if not m:
         raise ValueError(f"unknown grid {grid!r}: use a spacing ({', '.join(ddim.SPACINGS)}) or pP[sF][o][t], e.g. p2s0.9")
     return dict(timesteps=power_grid(T, steps, float(m["power"]), open_end=bool(m["open"]), start=float(m["start"] or 1.0), top=bool(m["top"])))
+
+
+def grid_levels(grid: str, T: int, steps: int) -> list[int]:
+    """The levels of ``grid`` (as ``grid_kwargs`` reads it) at ``steps`` levels, as ``ddim.sample`` runs them."""
+    kw = grid_kwargs(grid, T, steps)
+    return kw["timesteps"] if "timesteps" in kw else timesteps(T, kw["steps"], kw["spacing"]).tolist()
 
 
 def shift_grid(tau, delta: float, T: int) -> list[int]:
@@ -85,17 +89,12 @@ def shift_grid(tau, delta: float, T: int) -> list[int]:
     return nearest_steps(lam, np.clip(lam[np.asarray(tau)] + delta, lam[-1], lam[0])).tolist()
 
 
-def bed_setup(kw: dict, samples: int, xt_seed: int = 1):
-    """One mixture bed on the linear schedule: (mixture, schedule, exact model, x_T, FD to the mixture, common limit)."""
-    mixture, x_T, score = mixture_bed(kw, samples, xt_seed)
-    sched = ddim.NoiseSchedule.linear(1000)
-    model = mixture.denoiser(sched)
+SEED = ", x_T seed "
 
-    def compute() -> float:
-        with torch.inference_mode():
-            return float(np.mean(limit_parts(model, sched, x_T, score)))
 
-    return mixture, sched, model, x_T, score, cached_limit(kw, samples, xt_seed, len(sched), compute)
+def draw_name(bed: str, xt_seed: int) -> str:
+    """The name of ``bed`` from x_T seed ``xt_seed``: the bed's own for seed 1 (the other pages'), else with the seed."""
+    return bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
 
 
 def draw(model, sched, x_T, method: str, grid: str, calls: int):
@@ -113,7 +112,7 @@ def bed_rows(bed: str, kw: dict, methods, grids, calls, samples: int, peers: boo
     pages') is a bed of its own, named with it."""
     torch.set_num_threads(1)
     _, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
-    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
+    bed = draw_name(bed, xt_seed)
     rows = []
     pairs = [("auto", "table")] * ("auto" in methods) + [(m, g) for m in methods if m != "auto" for g in grids]
     for (method, grid), c in itertools.product(pairs, calls):
@@ -193,9 +192,6 @@ def per_bed(rows: list[dict], c: int) -> list[str]:
         tail = f" {peer[(b, c)]:+.3f} |" if (b, c) in peer else " — |" if peer else ""
         lines.append(f"| {b} | {limit:.4f} | " + " | ".join(f"{r['excess'] / limit:+.3f}" if r else "—" for r in have) + f" |{tail}")
     return lines
-
-
-SEED = ", x_T seed "
 
 
 def shape_of(kw: dict) -> str:

@@ -31,7 +31,7 @@ import argparse
 import numpy as np
 import torch
 from _tables import machine_line, measured_rows, page_command, page_options
-from grid_sweep import BED_SETS, SEED, bed_setup, beds_of, draw, grid_kwargs
+from grid_sweep import BED_SETS, bed_setup, beds_of, draw, draw_name, grid_kwargs, grid_levels
 from solver_family import _score
 
 import ddim
@@ -50,7 +50,7 @@ def parse_sampler(text: str) -> tuple[str, str]:
 
 def bed_rows(bed: str, kw: dict, samplers, calls, samples: int, xt_seed: int = 1) -> list[dict]:
     mixture, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
-    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
+    bed = draw_name(bed, xt_seed)
     ref = draw(model, sched, x_T, *REFERENCE)
     ref_mode = mixture.assign(ref)
     excess = lambda x: (_score(score, x) - limit) / limit  # noqa: E731  FD above the limit / the limit
@@ -70,14 +70,13 @@ def bed_rows(bed: str, kw: dict, samplers, calls, samples: int, xt_seed: int = 1
 
 def grid_of(method: str, grid: str, calls: int, T: int) -> list[int]:
     """The levels ``draw`` runs ``method`` on for ``grid`` at ``calls`` model calls."""
-    kw = grid_kwargs(grid, T, ddim.METHODS[method].steps_for(calls))
-    return kw["timesteps"] if "timesteps" in kw else ddim.timesteps(T, kw["steps"], kw["spacing"]).tolist()
+    return grid_levels(grid, T, ddim.METHODS[method].steps_for(calls))
 
 
 def step_rows(bed: str, kw: dict, samplers, calls, samples: int, xt_seed: int = 1) -> list[dict]:
     """Per sampler and budget, one row per point the coarse run is continued exactly from (see the module doc)."""
     mixture, sched, model, x_T, score, limit = bed_setup(kw, samples, xt_seed)
-    bed = bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
+    bed = draw_name(bed, xt_seed)
     method_ref, grid_ref, calls_ref = REFERENCE
     fine = grid_of(method_ref, grid_ref, calls_ref, len(sched))
     ref_mode = mixture.assign(draw(model, sched, x_T, *REFERENCE))

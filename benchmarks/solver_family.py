@@ -169,7 +169,7 @@ def mixture_bed(kw: dict, samples: int, xt_seed: int = 1):
 def limit_cache() -> Path | None:
     """Where common limits are kept (``benchmarks/.cache/limits/``, or ``$DDIM_LIMIT_CACHE``), or None when that is
     ``off``. A limit costs 200 calls on 2,000 draws and depends only on the bed, its x_T and torch, so the scripts that
-    build mixture beds (``mixture_rows`` here, grid_sweep.py's ``bed_setup``) read it back instead of recomputing it."""
+    build mixture beds (``bed_setup``) read it back instead of recomputing it."""
     where = os.environ.get("DDIM_LIMIT_CACHE", str(Path(__file__).resolve().parent / ".cache" / "limits"))
     return None if where == "off" else Path(where)
 
@@ -196,12 +196,22 @@ def cached_limit(kw: dict, samples: int, xt_seed: int, T: int, compute) -> float
     return limit
 
 
-def mixture_rows(bed: str, kw: dict, samples: int, samplers: dict, calls) -> list[dict]:
-    """Every sampler at every budget on one mixture bed (its x_T and limit as above), printed a row at a time."""
-    mixture, x_T, score = mixture_bed(kw, samples)
+def bed_setup(kw: dict, samples: int, xt_seed: int = 1):
+    """One mixture bed on the linear schedule: (mixture, schedule, exact model, x_T, FD to the mixture, common limit)."""
+    mixture, x_T, score = mixture_bed(kw, samples, xt_seed)
     sched = ddim.NoiseSchedule.linear(1000)
     model = mixture.denoiser(sched)
-    limit = cached_limit(kw, samples, 1, len(sched), lambda: float(np.mean(limit_parts(model, sched, x_T, score))))
+
+    def compute() -> float:
+        with torch.inference_mode():
+            return float(np.mean(limit_parts(model, sched, x_T, score)))
+
+    return mixture, sched, model, x_T, score, cached_limit(kw, samples, xt_seed, len(sched), compute)
+
+
+def mixture_rows(bed: str, kw: dict, samples: int, samplers: dict, calls) -> list[dict]:
+    """Every sampler at every budget on one mixture bed (its x_T and limit as above), printed a row at a time."""
+    _, sched, model, x_T, score, limit = bed_setup(kw, samples)
     rows = []
     for name, run in samplers.items():
         for c in calls:

@@ -161,7 +161,7 @@ def test_grid_sweep_counts_each_bed_over_its_x_t_draws():
 def test_grid_sweep_keeps_each_limit_once_per_bed_and_x_t_and_reads_it_back(tmp_path, monkeypatch):
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from grid_sweep import bed_setup, cached_limit
+        from solver_family import bed_setup, cached_limit
     finally:
         sys.path.remove(str(BENCHMARKS))
     monkeypatch.setenv("DDIM_LIMIT_CACHE", str(tmp_path))
