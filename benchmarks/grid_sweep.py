@@ -237,6 +237,46 @@ def per_draw(rows: list[dict], c: int) -> list[str]:
     return lines
 
 
+def median_summary(rows: list[dict], calls: list[int]) -> list[str]:
+    """With several x_T draws per bed: per choice and budget, the beds whose median excess / limit over their draws is
+    within 5%, and the highest such median: whether a choice is at the limit on a typical draw of each bed."""
+    base = lambda b: b.split(SEED)[0]  # noqa: E731
+    rel = {}
+    for r in rows:
+        if r["method"] != "peer":
+            rel.setdefault((r["method"], r["grid"], r["calls"]), {}).setdefault(base(r["bed"]), []).append(r["excess"] / r["limit"])
+    lines = ["| method | grid | " + " | ".join(f"{c} calls: median within 5% (highest median)" for c in calls) + " |",
+             "|---|---|" + "---:|" * len(calls)]
+    for m, g in choices(rows):
+        parts = []
+        for c in calls:
+            medians = [np.median(v) for v in rel.get((m, g, c), {}).values()]
+            parts.append(f"{sum(v <= 0.05 for v in medians)} / {len(medians)} ({max(medians):+.3f})" if medians else "—")
+        lines.append(f"| {m} | {g} | " + " | ".join(parts) + " |")
+    return lines
+
+
+def limit_spread(rows: list[dict]) -> list[str]:
+    """With several x_T draws per bed: per bed, its common limit over the draws (mean, standard deviation / mean, range),
+    and the median of that ratio over the beds. The limit is the FD of the exact flow's samples from one x_T, so its
+    spread is how much the FD itself moves from one draw of 2,000 to the next, against which the 5% target is set."""
+    base = lambda b: b.split(SEED)[0]  # noqa: E731
+    limits = {}
+    for r in rows:
+        limits.setdefault(base(r["bed"]), {})[r["bed"]] = r["limit"]
+    lines = ["| bed | draws | mean limit | sd / mean | lowest | highest |", "|---|---:|---:|---:|---:|---:|"]
+    ratios = []
+    for b, per in limits.items():
+        v = np.array(list(per.values()))
+        if len(v) < 2:
+            continue
+        ratios.append(v.std(ddof=1) / v.mean())
+        lines.append(f"| {b} | {len(v)} | {v.mean():.4f} | {ratios[-1]:.2f} | {v.min():.4f} | {v.max():.4f} |")
+    lines += ["", f"Median sd / mean over the {len(ratios)} beds: {np.median(ratios):.2f} (5% of the limit is "
+              f"{0.05 / np.median(ratios):.2f} of that spread)."]
+    return lines
+
+
 def measure(args) -> list[dict]:
     beds = beds_of(args.beds)
     with ProcessPoolExecutor(args.workers) as pool:
@@ -275,6 +315,9 @@ def main() -> None:
     if len({shape_of(kw) for kw in beds_of(args.beds).values()}) > 1:
         for c in args.calls:
             text += ["", f"## By shape at {c} calls: (bed, x_T draw) pairs within 5% of the limit", "", *by_shape(rows, c)]
+    if draws:
+        text += ["", "## Beds at the limit on a typical draw: the median of excess / limit over each bed's x_T draws", "",
+                 *median_summary(rows, args.calls), "", "## The limit over x_T draws", "", *limit_spread(rows)]
     for c in args.calls:
         if draws:
             text += ["", f"## Per bed over its x_T draws at {c} calls: draws within 5% of the limit (range of excess / limit)", "",

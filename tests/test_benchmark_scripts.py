@@ -158,6 +158,22 @@ def test_grid_sweep_counts_each_bed_over_its_x_t_draws():
     assert per_draw(rows, 8)[-1] == "| a | 2 / 3 (-0.200 to +0.300) |"
 
 
+def test_grid_sweep_takes_each_beds_median_draw_and_the_spread_of_its_limit():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from grid_sweep import SEED, limit_spread, median_summary
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    # bed a: excess / limit 0.01, 0.3, -0.2 over three draws (median 0.01); bed b one draw at 0.06
+    rows = [dict(bed=b, method="ours", grid="x", calls=8, excess=e * lim, limit=lim)
+            for b, e, lim in (("a", 0.01, 1.0), (f"a{SEED}2", 0.3, 2.0), (f"a{SEED}3", -0.2, 3.0), ("b", 0.06, 1.0))]
+    rows.append(dict(bed="a", method="peer", grid="p", calls=8, excess=9.0, limit=1.0))  # peers are not choices
+    assert median_summary(rows, [8])[-1] == "| ours | x | 1 / 2 (+0.060) |"
+    lines = limit_spread(rows)
+    assert lines[2] == "| a | 3 | 2.0000 | 0.50 | 1.0000 | 3.0000 |" and not any(line.startswith("| b |") for line in lines)
+    assert lines[-1].startswith("Median sd / mean over the 1 beds: 0.50 (5% of the limit is 0.10 of that spread)")
+
+
 def test_grid_sweep_keeps_each_limit_once_per_bed_and_x_t_and_reads_it_back(tmp_path, monkeypatch):
     sys.path.insert(0, str(BENCHMARKS))
     try:

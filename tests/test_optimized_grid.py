@@ -163,7 +163,8 @@ def test_optimize_grid_cli_then_sample_with_it(tmp_path, capsys):
 
 @pytest.mark.parametrize("steps, method, spacing", [(3, "ddim", "uniform"), (4, "unipc3-bh2", "optimized"), (5, "unipc3-bh2", "optimized"),
                                                     (6, "unipc3", "quadratic-open"), (9, "ipndm3", "quadratic-0.9"), (10, "unipc3", "optimized"),
-                                                    (12, "unipc3", "time-quadratic"), (20, "unipc3", "time-quadratic")])
+                                                    (12, "ipndm3", "quadratic-0.9"), (13, "unipc3", "time-quadratic"),
+                                                    (20, "unipc3", "time-quadratic")])
 def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, method, spacing):
     import numpy as np
 
@@ -174,7 +175,7 @@ def test_auto_picks_the_measured_best(tmp_path, capsys, monkeypatch, steps, meth
     saved = np.load(tmp_path / "s" / "samples.npz")
     assert (str(saved["method"]), str(saved["spacing"])) == (method, spacing)
     if spacing == "optimized":  # shipped, picked by FD (docs/solvers.md): the authors' UniPC-3 at 4 and 5 calls, unipc3 on an open
-        # grid at 8 and 10 (where the table has ipndm3); at 6, 7 and 12 the search kept the table's choice
+        # grid at 8 and 10 (where the table has ipndm3); at 6, 7 and 12 the search kept the table's choice of its time
         assert saved["timesteps"].tolist() == load_auto(ddim.load("digits").path, steps)[1] == {
             4: [800, 355, 88, 0], 5: [999, 639, 360, 160, 40], 10: [999, 809, 639, 490, 360, 250, 160, 90, 40, 10]}[steps]
 

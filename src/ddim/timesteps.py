@@ -12,7 +12,7 @@ Every grid returned here is a strictly decreasing LongTensor of exactly S distin
                floor(0.8 T / S^2) and the final step jumps from there to alpha-bar 1.
 - "quadratic-0.9": round(0.9 (T - 1) (i / (S - 1))^2), collisions pushed apart: the same curve as
                "time-quadratic" but from 0.9 (T - 1), between it and the DDIM paper's start at 0.8 T
-               (``power_grid(T, S, 2, start=0.9)``; at 8-10 calls it measured better than both on 64-D
+               (``power_grid(T, S, 2, start=0.9)``; at 8-12 calls it measured better than both on 64-D
                exact mixtures, docs/solvers.md). S = 1 gives [T - 1].
 - "quadratic-top": round(0.8 (T - 1) (i / (S - 1))^2) with the first level moved to T - 1: the DDIM paper's
                curve from 0.8 T, but x_T is read at the level it is drawn at and the first step is one long
