@@ -97,6 +97,11 @@ def draw_name(bed: str, xt_seed: int) -> str:
     return bed if xt_seed == 1 else f"{bed}{SEED}{xt_seed}"
 
 
+def bed_of(name: str) -> str:
+    """The bed a (bed, x_T draw) name of ``draw_name`` belongs to."""
+    return name.split(SEED)[0]
+
+
 def draw(model, sched, x_T, method: str, grid: str, calls: int):
     """Samples of ``method`` on ``grid`` at ``calls`` model calls; method "auto" is ddim.policy's table, as
     ddim.sample(method="auto") runs it with no model folder."""
@@ -205,7 +210,7 @@ def by_shape(rows: list[dict], c: int) -> list[str]:
     """Per choice at ``c`` calls: (bed, x_T draw) pairs within 5% of the limit in each shape group (``shape_of``), and the
     median excess / limit of the default shape, the one the issue's own oracle behaves like."""
     kws = beds_of(BED_SETS)
-    group = {b: shape_of(kws[b.split(SEED)[0]]) for b in dict.fromkeys(r["bed"] for r in rows) if b.split(SEED)[0] in kws}
+    group = {b: shape_of(kws[bed_of(b)]) for b in dict.fromkeys(r["bed"] for r in rows) if bed_of(b) in kws}
     shapes = [s for s in (*SHAPES, "other") if s in group.values()]
     rel = {}
     for r in rows:
@@ -222,13 +227,12 @@ def by_shape(rows: list[dict], c: int) -> list[str]:
 def per_draw(rows: list[dict], c: int) -> list[str]:
     """With several x_T draws per bed: per bed and choice, in how many draws it is within 5% of the limit, and the range
     of its excess / limit over the draws."""
-    base = lambda b: b.split(SEED)[0]  # noqa: E731
-    beds = list(dict.fromkeys(base(r["bed"]) for r in rows))
+    beds = list(dict.fromkeys(bed_of(r["bed"]) for r in rows))
     combos = choices(rows)
     rel = {}
     for r in rows:
         if r["calls"] == c and r["method"] != "peer":
-            rel.setdefault((base(r["bed"]), r["method"], r["grid"]), []).append(r["excess"] / r["limit"])
+            rel.setdefault((bed_of(r["bed"]), r["method"], r["grid"]), []).append(r["excess"] / r["limit"])
     lines = ["| bed | " + " | ".join(f"{m} {g}" for m, g in combos) + " |", "|---|" + "---:|" * len(combos)]
     for b in beds:
         cells = [rel.get((b, m, g), []) for m, g in combos]
@@ -240,11 +244,10 @@ def per_draw(rows: list[dict], c: int) -> list[str]:
 def median_summary(rows: list[dict], calls: list[int]) -> list[str]:
     """With several x_T draws per bed: per choice and budget, the beds whose median excess / limit over their draws is
     within 5%, and the highest such median: whether a choice is at the limit on a typical draw of each bed."""
-    base = lambda b: b.split(SEED)[0]  # noqa: E731
     rel = {}
     for r in rows:
         if r["method"] != "peer":
-            rel.setdefault((r["method"], r["grid"], r["calls"]), {}).setdefault(base(r["bed"]), []).append(r["excess"] / r["limit"])
+            rel.setdefault((r["method"], r["grid"], r["calls"]), {}).setdefault(bed_of(r["bed"]), []).append(r["excess"] / r["limit"])
     lines = ["| method | grid | " + " | ".join(f"{c} calls: median within 5% (highest median)" for c in calls) + " |",
              "|---|---|" + "---:|" * len(calls)]
     for m, g in choices(rows):
@@ -260,10 +263,9 @@ def limit_spread(rows: list[dict]) -> list[str]:
     """With several x_T draws per bed: per bed, its common limit over the draws (mean, standard deviation / mean, range),
     and the median of that ratio over the beds. The limit is the FD of the exact flow's samples from one x_T, so its
     spread is how much the FD itself moves from one draw of 2,000 to the next, against which the 5% target is set."""
-    base = lambda b: b.split(SEED)[0]  # noqa: E731
     limits = {}
     for r in rows:
-        limits.setdefault(base(r["bed"]), {})[r["bed"]] = r["limit"]
+        limits.setdefault(bed_of(r["bed"]), {})[r["bed"]] = r["limit"]
     lines = ["| bed | draws | mean limit | sd / mean | lowest | highest |", "|---|---:|---:|---:|---:|---:|"]
     ratios = []
     for b, per in limits.items():
